@@ -1,0 +1,119 @@
+"""What routers get injected: the services of the running app and the caller's verified key."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from margindash.api.errors import ApiError
+from margindash.config import Settings
+from margindash.ledger.ingest import UsageIngestor
+from margindash.orgs.keys import KEY_CACHE, ApiKey
+from margindash.orgs.service import Org, get_org
+from margindash.pricing.service import Pricer
+
+_ORG_TTL_S = 30.0
+
+
+@dataclass
+class Services:
+    """Long-lived objects of one app instance."""
+
+    settings: Settings
+    engine: Engine
+    pricer: Pricer
+    ingestor: UsageIngestor
+    _orgs: dict[str, tuple[Org, float]] = field(default_factory=dict)
+    _rate: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def org(self, org_id: str) -> Org:
+        """An org by id, cached briefly (orgs change rarely)."""
+        now = time.monotonic()
+        cached = self._orgs.get(org_id)
+        if cached is None or cached[1] < now:
+            org = get_org(self.engine, org_id)
+            if org is None:
+                raise ApiError(401, "unauthorized", "the API key's organisation no longer exists")
+            cached = self._orgs[org_id] = (org, now + _ORG_TTL_S)
+        return cached[0]
+
+    def forget_org(self, org_id: str) -> None:
+        self._orgs.pop(org_id, None)
+
+    def check_rate(self, key: ApiKey) -> None:
+        """Fixed one-minute window per key; 429 with Retry-After beyond the limit."""
+        limit = self.settings.rate_limit_per_minute
+        if not limit:
+            return
+        now = time.time()
+        window = int(now // 60)
+        start, count = self._rate.get(key.id, (window, 0))
+        if start != window:
+            start, count = window, 0
+        if count >= limit:
+            retry = str(max(1, int(60 - now % 60)))
+            raise ApiError(
+                429,
+                "rate_limited",
+                "too many requests for this API key",
+                headers={"Retry-After": retry},
+            )
+        self._rate[key.id] = (start, count + 1)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated caller: its key and its org."""
+
+    key: ApiKey
+    org: Org
+
+
+def _authenticate(request: Request, services: Services, scope: str) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing API key: send `Authorization: Bearer <key>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    key = KEY_CACHE.authenticate(services.engine, secret.strip())
+    if key is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "unknown or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not key.allows(scope):
+        raise ApiError(403, "forbidden", f"this API key lacks the `{scope}` scope")
+    services.check_rate(key)
+    return Caller(key, services.org(key.org_id))
+
+
+def require(scope: str):  # type: ignore[no-untyped-def]
+    """A dependency that authenticates the caller and checks the key's scope."""
+
+    def dependency(request: Request, services: ServicesDep) -> Caller:
+        return _authenticate(request, services, scope)
+
+    return Depends(dependency)
+
+
+IngestCaller = Annotated[Caller, require("ingest")]
+ReadCaller = Annotated[Caller, require("read")]
+AdminCaller = Annotated[Caller, require("admin")]

@@ -1,0 +1,37 @@
+"""`/healthz` and `/metrics`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import Response
+
+from margindash import __version__
+from margindash.api.deps import ServicesDep
+from margindash.api.errors import json_response
+from margindash.metrics import REGISTRY
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness and database status")
+def healthz(services: ServicesDep) -> Response:
+    try:
+        with services.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return json_response(
+            {"status": "unavailable", "database": "unavailable", "error": type(exc).__name__},
+            503,
+            {"Retry-After": "5"},
+        )
+    return json_response(
+        {"status": "ok", "database": services.engine.dialect.name, "version": __version__}
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

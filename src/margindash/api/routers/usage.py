@@ -1,0 +1,136 @@
+"""`/v1/usage`: ingest usage events, dry-run them, read one back."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+from starlette.responses import Response
+
+from margindash.api.body import batch_items, read_json
+from margindash.api.deps import IngestCaller, ReadCaller, ServicesDep
+from margindash.api.errors import ApiError, json_response
+from margindash.api.schemas import ERROR_RESPONSES, IngestResponse, report_json
+from margindash.db.tables import usage_events
+from margindash.ledger.ingest import IngestReport
+from margindash.metrics import ESTIMATED_EVENTS, EVENTS, INGEST_SECONDS, UNPRICED_EVENTS
+from margindash.money import format_cost
+
+router = APIRouter(prefix="/v1/usage", tags=["usage"])
+
+_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/UsageEventIn"},
+                        {
+                            "type": "object",
+                            "required": ["events"],
+                            "properties": {
+                                "events": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/UsageEventIn"},
+                                    "maxItems": 1000,
+                                }
+                            },
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    422: {"model": IngestResponse, "description": "a single event was rejected, or bad body"},
+}
+
+
+def _answer(report: IngestReport, batch: bool) -> Response:
+    body = report_json(report)
+    status = 422 if not batch and report.results[0].status == "rejected" else 200
+    if status == 422:
+        body["error"] = body["results"][0]["error"]
+    return json_response(body, status)
+
+
+def _count(report: IngestReport) -> None:
+    for result in report.results:
+        EVENTS.labels(result.status).inc()
+        if result.status == "accepted":
+            if not result.priced:
+                UNPRICED_EVENTS.inc()
+            if result.estimated:
+                ESTIMATED_EVENTS.inc()
+
+
+@router.post(
+    "",
+    response_model=IngestResponse,
+    responses=_RESPONSES,
+    openapi_extra=_BODY_SCHEMA,
+    summary="Ingest one usage event or a batch",
+)
+async def ingest_usage(request: Request, caller: IngestCaller, services: ServicesDep) -> Response:
+    started = time.perf_counter()
+    settings = services.settings
+    body = await read_json(request, max_bytes=settings.max_body_bytes)
+    events, batch = batch_items(body, key="events", max_items=settings.max_batch_events)
+    report = await services.ingestor.ingest(org=caller.org, raw_events=events)
+    _count(report)
+    INGEST_SECONDS.observe(time.perf_counter() - started)
+    return _answer(report, batch)
+
+
+@router.post(
+    "/dry-run",
+    response_model=IngestResponse,
+    responses=_RESPONSES,
+    openapi_extra=_BODY_SCHEMA,
+    summary="Check and price events without storing them",
+)
+async def dry_run_usage(request: Request, caller: IngestCaller, services: ServicesDep) -> Response:
+    settings = services.settings
+    body = await read_json(request, max_bytes=settings.max_body_bytes)
+    events, batch = batch_items(body, key="events", max_items=settings.max_batch_events)
+    return _answer(services.ingestor.dry_run(org=caller.org, raw_events=events), batch)
+
+
+@router.get("/{request_id}", responses=ERROR_RESPONSES, summary="A stored event and its price")
+def get_usage_event(request_id: str, caller: ReadCaller, services: ServicesDep) -> Response:
+    with services.engine.connect() as conn:
+        row = conn.execute(
+            select(usage_events).where(
+                usage_events.c.org_id == caller.org.id, usage_events.c.request_id == request_id
+            )
+        ).first()
+    if row is None:
+        raise ApiError(404, "not_found", f"no usage event with request_id {request_id!r}")
+    return json_response(
+        {
+            "request_id": row.request_id,
+            "customer_id": row.customer_id,
+            "feature": row.feature,
+            "model_name": row.model_name,
+            "model": row.model,
+            "provider": row.provider,
+            "timestamp": row.occurred_at.isoformat().replace("+00:00", "Z"),
+            "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens,
+            "cached_tokens": row.cached_tokens,
+            "cache_write_tokens": row.cache_write_tokens,
+            "reasoning_tokens": row.reasoning_tokens,
+            "cost_usd": format_cost(row.cost_nanos),
+            "priced": row.cost_nanos is not None,
+            "price_source": row.price_source,
+            "price_ref": row.price_ref,
+            "estimated": row.estimated,
+            "revenue_amount_cents": row.revenue_cents,
+            "received_at": row.received_at.isoformat().replace("+00:00", "Z"),
+        }
+    )

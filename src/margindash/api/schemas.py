@@ -1,0 +1,149 @@
+"""Response shapes of the API (for the OpenAPI schema) and the functions that build them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from margindash.ledger.ingest import EventResult, IngestReport
+from margindash.money import format_cost, format_money
+from margindash.reports.pnl import PnlLine, PnlReport
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[Any] = []
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ItemResult(BaseModel):
+    request_id: str | None
+    status: str
+    cost_usd: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    priced: bool = False
+    estimated: bool = False
+    warnings: list[str] = []
+    error: ErrorDetail | None = None
+
+
+class IngestResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[ItemResult]
+
+
+class PnlTotals(BaseModel):
+    revenue: str
+    cost: str
+    margin: str
+    margin_pct: float | None
+    events: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    unpriced_events: int
+    estimated_events: int
+
+
+class PnlRow(PnlTotals):
+    key: str
+    action: str | None = None
+    negative_months: int | None = None
+
+
+class PnlResponse(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    currency: str
+    group_by: str
+    totals: PnlTotals
+    rows: list[PnlRow]
+    unallocated_revenue: str | None = None
+
+    model_config = {"populate_by_name": True}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 415, 422, 429, 503)
+}
+
+
+def result_json(result: EventResult, *, id_field: str = "request_id") -> dict[str, Any]:
+    error = None
+    if result.errors:
+        fields = ", ".join(e.field for e in result.errors)
+        error = {
+            "code": "invalid_event",
+            "message": f"invalid value for {fields}: "
+            + "; ".join(e.message for e in result.errors),
+            "details": [{"field": e.field, "message": e.message} for e in result.errors],
+        }
+    body: dict[str, Any] = {
+        id_field: result.request_id,
+        "status": result.status,
+        "cost_usd": format_cost(result.cost_nanos),
+        "model": result.model,
+        "provider": result.provider,
+        "priced": result.priced,
+        "estimated": result.estimated,
+        "warnings": result.warnings,
+        "error": error,
+    }
+    return body
+
+
+def report_json(report: IngestReport, *, id_field: str = "request_id") -> dict[str, Any]:
+    return {
+        "accepted": report.count("accepted"),
+        "duplicates": report.count("duplicate"),
+        "rejected": report.count("rejected"),
+        "results": [result_json(r, id_field=id_field) for r in report.results],
+    }
+
+
+def line_json(line: PnlLine) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "revenue": format_money(line.revenue_nanos),
+        "cost": format_money(line.cost_nanos),
+        "margin": format_money(line.margin_nanos),
+        "margin_pct": line.margin_pct,
+        "events": line.events,
+        "prompt_tokens": line.prompt_tokens,
+        "completion_tokens": line.completion_tokens,
+        "cached_tokens": line.cached_tokens,
+        "reasoning_tokens": line.reasoning_tokens,
+        "unpriced_events": line.unpriced_events,
+        "estimated_events": line.estimated_events,
+    }
+    if line.action is not None:
+        body["action"] = line.action
+        body["negative_months"] = line.negative_months
+    return body
+
+
+def pnl_json(report: PnlReport) -> dict[str, Any]:
+    body = {
+        "from": report.date_from.isoformat(),
+        "to": report.date_to.isoformat(),
+        "currency": report.org.currency,
+        "group_by": report.group_by,
+        "totals": line_json(report.totals),
+        "rows": [{"key": line.key, **line_json(line)} for line in report.rows],
+    }
+    if report.group_by in ("feature", "model"):
+        body["unallocated_revenue"] = format_money(report.unallocated_revenue_nanos)
+    return body

@@ -1,0 +1,80 @@
+"""The FastAPI application: API routers, error handlers, and the writer's lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from margindash import __version__
+from margindash.api.deps import Services
+from margindash.api.errors import install_error_handlers
+from margindash.api.routers import ops, pnl, pricing, revenue, usage
+from margindash.config import Settings, get_settings
+from margindash.db.engine import make_engine
+from margindash.db.migrate import upgrade
+from margindash.ledger.events import UsageEventIn
+from margindash.ledger.ingest import UsageIngestor, event_rules
+from margindash.ledger.revenue import RevenueIn
+from margindash.ledger.writer import LedgerWriter
+from margindash.pricing.service import Pricer
+
+
+def build_services(settings: Settings) -> tuple[Services, LedgerWriter]:
+    """Engine, pricer, writer and ingestor for one process."""
+    engine = make_engine(settings.database_url)
+    pricer = Pricer(engine)
+    writer = LedgerWriter(engine)
+    ingestor = UsageIngestor(
+        engine=engine, pricer=pricer, rules=event_rules(settings), writer=writer
+    )
+    return Services(settings=settings, engine=engine, pricer=pricer, ingestor=ingestor), writer
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The margindash web application for these settings."""
+    settings = settings or get_settings()
+    services, writer = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        upgrade(services.engine)
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.stop()
+            services.engine.dispose()
+
+    app = FastAPI(
+        title="margindash",
+        version=__version__,
+        summary="Per-customer P&L for AI products: usage events, prices, revenue.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (usage, revenue, pnl, pricing, ops):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    # Bodies read as raw JSON (for 400/413 control) are described here for clients and tools.
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (UsageEventIn, RevenueIn):
+            components[model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+        schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        schema["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema

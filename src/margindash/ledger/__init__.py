@@ -1,0 +1,1 @@
+"""The ledger: usage events, revenue, and the rollups kept with them."""

@@ -1,0 +1,207 @@
+"""What a usage event may contain, and how it is checked before anything is written."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from margindash.pricing.catalogue import TokenCounts
+
+MAX_TOKENS_PER_CALL = 10_000_000
+MAX_METADATA_BYTES = 2048
+MAX_FUTURE_SKEW = timedelta(hours=1)
+UNATTRIBUTED = "unattributed"
+DEFAULT_FEATURE = "default"
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS_PER_CALL)]
+CharCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS_PER_CALL * 4)]
+
+
+class UsageEventIn(BaseModel):
+    """One LLM call as an app reports it (see API.md, `POST /v1/usage`)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    request_id: Id
+    customer_id: Id | None = None
+    model_name: Id
+    provider: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
+    cached_tokens: TokenCount = 0
+    cache_write_tokens: TokenCount = 0
+    reasoning_tokens: TokenCount = 0
+    timestamp: datetime | None = None
+    feature: Id = DEFAULT_FEATURE
+    revenue_amount_cents: Annotated[int, Field(strict=True, ge=0, le=10**12)] | None = None
+    prompt_chars: CharCount | None = None
+    completion_chars: CharCount | None = None
+    metadata: dict[str, Annotated[str, StringConstraints(max_length=MAX_METADATA_BYTES)]] | None = (
+        None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one field, as reported to the client."""
+
+    field: str
+    message: str
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be stored; `errors` names each bad field."""
+
+    def __init__(self, errors: list[FieldError]):
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    """The ingest settings that decide whether an event is acceptable."""
+
+    strict: bool
+    estimate_factor: float
+    max_age: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedEvent:
+    """A valid event, with missing values filled in as the rules allow."""
+
+    request_id: str
+    customer_id: str
+    feature: str
+    model_name: str
+    provider: str | None
+    tokens: TokenCounts
+    occurred_at: datetime
+    estimated: bool
+    revenue_cents: int | None
+    metadata: str | None
+    warnings: tuple[str, ...]
+
+
+def check_event(raw: Any, *, rules: EventRules, now: datetime) -> CheckedEvent:
+    """Validate one raw event; raises InvalidEvent naming every bad field."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent([FieldError("body", "each event must be a JSON object")])
+    try:
+        event = UsageEventIn.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidEvent(
+            [
+                FieldError(".".join(str(p) for p in err["loc"]) or "body", err["msg"])
+                for err in exc.errors(include_url=False)
+            ]
+        ) from None
+    errors: list[FieldError] = []
+    warnings: list[str] = []
+    customer_id = _customer(event, rules, errors, warnings)
+    tokens, estimated = _tokens(event, rules, errors)
+    occurred_at = _timestamp(event, rules, now, errors)
+    metadata = _metadata(event, errors)
+    if errors:
+        raise InvalidEvent(errors)
+    assert tokens is not None
+    if estimated:
+        warnings.append("token counts estimated from character counts")
+    return CheckedEvent(
+        request_id=event.request_id,
+        customer_id=customer_id,
+        feature=event.feature,
+        model_name=event.model_name,
+        provider=event.provider,
+        tokens=tokens,
+        occurred_at=occurred_at,
+        estimated=estimated,
+        revenue_cents=event.revenue_amount_cents,
+        metadata=metadata,
+        warnings=tuple(warnings),
+    )
+
+
+def _customer(
+    event: UsageEventIn, rules: EventRules, errors: list[FieldError], warnings: list[str]
+) -> str:
+    if event.customer_id is not None:
+        return event.customer_id
+    if rules.strict:
+        errors.append(FieldError("customer_id", "required (STRICT_TOKEN_COUNTS is on)"))
+    else:
+        warnings.append(f"no customer_id: attributed to {UNATTRIBUTED!r}")
+    return UNATTRIBUTED
+
+
+def _tokens(
+    event: UsageEventIn, rules: EventRules, errors: list[FieldError]
+) -> tuple[TokenCounts | None, bool]:
+    estimated = False
+    counts: dict[str, int] = {}
+    for field_name, chars in (
+        ("prompt_tokens", event.prompt_chars),
+        ("completion_tokens", event.completion_chars),
+    ):
+        value = getattr(event, field_name)
+        if value is None and not rules.strict and chars is not None:
+            value, estimated = estimate_tokens(chars, rules.estimate_factor), True
+        if value is None:
+            reason = (
+                "required (STRICT_TOKEN_COUNTS is on)"
+                if rules.strict
+                else "required, or send the character count to estimate it"
+            )
+            errors.append(FieldError(field_name, reason))
+        counts[field_name] = value or 0
+    prompt, completion = counts["prompt_tokens"], counts["completion_tokens"]
+    if event.cached_tokens + event.cache_write_tokens > prompt:
+        errors.append(
+            FieldError("cached_tokens", "cached_tokens + cache_write_tokens exceed prompt_tokens")
+        )
+    if event.reasoning_tokens > completion:
+        errors.append(FieldError("reasoning_tokens", "exceeds completion_tokens"))
+    tokens = TokenCounts(
+        prompt, completion, event.cached_tokens, event.cache_write_tokens, event.reasoning_tokens
+    )
+    return tokens, estimated
+
+
+def estimate_tokens(chars: int, factor: float) -> int:
+    """Tokens for a character count: about 4 characters a token, times the safety factor."""
+    # Decimal, because 400 / 4 * 1.1 in binary floats is 110.00000000000001.
+    return min(math.ceil(Decimal(chars) / 4 * Decimal(str(factor))), MAX_TOKENS_PER_CALL)
+
+
+def _timestamp(
+    event: UsageEventIn, rules: EventRules, now: datetime, errors: list[FieldError]
+) -> datetime:
+    if event.timestamp is None:
+        return now
+    ts = event.timestamp
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    ts = ts.astimezone(UTC)
+    if ts > now + MAX_FUTURE_SKEW:
+        errors.append(FieldError("timestamp", "more than 1 hour in the future"))
+    elif ts < now - rules.max_age:
+        errors.append(
+            FieldError("timestamp", f"older than MAX_EVENT_AGE_DAYS ({rules.max_age.days} days)")
+        )
+    return ts
+
+
+def _metadata(event: UsageEventIn, errors: list[FieldError]) -> str | None:
+    if not event.metadata:
+        return None
+    encoded = orjson.dumps(event.metadata, option=orjson.OPT_SORT_KEYS).decode()
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        errors.append(FieldError("metadata", f"larger than {MAX_METADATA_BYTES} bytes"))
+    return encoded

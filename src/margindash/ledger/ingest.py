@@ -1,0 +1,190 @@
+"""Ingest usage events: check, price at event time, store once, and report per event."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from margindash.config import Settings
+from margindash.ledger.events import CheckedEvent, EventRules, FieldError, InvalidEvent, check_event
+from margindash.ledger.rollups import Measures, RollupKey
+from margindash.ledger.writer import EventRow, LedgerWriter, run_transaction, write_events
+from margindash.money import NANOS_PER_CENT
+from margindash.orgs.service import Org
+from margindash.pricing.service import Pricer, Quote
+
+
+@dataclass(slots=True)
+class EventResult:
+    """What happened to one event of a request."""
+
+    request_id: str | None
+    status: str  # accepted | duplicate | rejected
+    cost_nanos: int | None = None
+    model: str | None = None
+    provider: str | None = None
+    priced: bool = False
+    estimated: bool = False
+    warnings: list[str] = field(default_factory=list)
+    errors: list[FieldError] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """Per-event results of one request, in request order, with counters."""
+
+    results: list[EventResult]
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+
+def event_rules(settings: Settings) -> EventRules:
+    """The acceptance rules configured for this deployment."""
+    return EventRules(
+        strict=settings.strict_token_counts,
+        estimate_factor=settings.token_estimate_factor,
+        max_age=timedelta(days=settings.max_event_age_days),
+    )
+
+
+class UsageIngestor:
+    """Checks and prices events, then stores them through the group-commit writer."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        pricer: Pricer,
+        rules: EventRules,
+        writer: LedgerWriter | None = None,
+    ):
+        self.engine = engine
+        self.pricer = pricer
+        self.rules = rules
+        self.writer = writer
+
+    def prepare(
+        self, *, org: Org, raw_events: Sequence[Any], now: datetime | None = None
+    ) -> tuple[list[EventResult], list[EventRow], list[int]]:
+        """Check and price each event. Returns results, rows to store and their result indexes."""
+        now = now or datetime.now(UTC)
+        results: list[EventResult] = []
+        rows: list[EventRow] = []
+        row_results: list[int] = []
+        for raw in raw_events:
+            try:
+                event = check_event(raw, rules=self.rules, now=now)
+            except InvalidEvent as exc:
+                request_id = raw.get("request_id") if isinstance(raw, dict) else None
+                results.append(
+                    EventResult(
+                        request_id if isinstance(request_id, str) else None,
+                        "rejected",
+                        errors=exc.errors,
+                    )
+                )
+                continue
+            quote = self.pricer.price(
+                org_id=org.id,
+                model_name=event.model_name,
+                provider=event.provider,
+                tokens=event.tokens,
+                at=event.occurred_at,
+            )
+            row_results.append(len(results))
+            results.append(_result(event, quote))
+            rows.append(event_row(org, event, quote, received_at=now))
+        return results, rows, row_results
+
+    async def ingest(self, *, org: Org, raw_events: Sequence[Any]) -> IngestReport:
+        """Store events through the writer; duplicates of stored request ids are not stored."""
+        results, rows, row_results = self.prepare(org=org, raw_events=raw_events)
+        if rows:
+            assert self.writer is not None
+            stored = await asyncio.wrap_future(self.writer.submit(rows))
+            _mark_duplicates(results, row_results, stored)
+        return IngestReport(results)
+
+    def ingest_now(self, *, org: Org, raw_events: Sequence[Any]) -> IngestReport:
+        """Store events in a transaction of the caller's thread (CLI, demo, tests)."""
+        results, rows, row_results = self.prepare(org=org, raw_events=raw_events)
+        if rows:
+            stored = run_transaction(self.engine, lambda c: write_events(c, self.engine, rows))
+            _mark_duplicates(results, row_results, stored)
+        return IngestReport(results)
+
+    def dry_run(self, *, org: Org, raw_events: Sequence[Any]) -> IngestReport:
+        """Check and price without storing anything."""
+        return IngestReport(self.prepare(org=org, raw_events=raw_events)[0])
+
+
+def _mark_duplicates(
+    results: list[EventResult], row_results: list[int], stored: list[bool]
+) -> None:
+    for index, was_stored in zip(row_results, stored, strict=True):
+        if not was_stored:
+            results[index].status = "duplicate"
+
+
+def _result(event: CheckedEvent, quote: Quote) -> EventResult:
+    return EventResult(
+        request_id=event.request_id,
+        status="accepted",
+        cost_nanos=quote.cost_nanos,
+        model=quote.model,
+        provider=quote.provider,
+        priced=quote.priced,
+        estimated=event.estimated,
+        warnings=[*event.warnings, *quote.warnings],
+    )
+
+
+def event_row(org: Org, event: CheckedEvent, quote: Quote, *, received_at: datetime) -> EventRow:
+    """The stored form of an event and what it adds to its rollup row."""
+    day = event.occurred_at.astimezone(org.zone).date()
+    tokens = event.tokens
+    revenue_nanos = (event.revenue_cents or 0) * NANOS_PER_CENT
+    values = {
+        "org_id": org.id,
+        "request_id": event.request_id,
+        "customer_id": event.customer_id,
+        "feature": event.feature,
+        "model_name": event.model_name,
+        "model": quote.model,
+        "provider": quote.provider,
+        "occurred_at": event.occurred_at,
+        "day": day,
+        "prompt_tokens": tokens.prompt,
+        "completion_tokens": tokens.completion,
+        "cached_tokens": tokens.cached,
+        "cache_write_tokens": tokens.cache_write,
+        "reasoning_tokens": tokens.reasoning,
+        "cost_nanos": quote.cost_nanos,
+        "price_source": quote.price_source,
+        "price_ref": quote.price_ref,
+        "estimated": event.estimated,
+        "revenue_cents": event.revenue_cents,
+        "metadata": event.metadata,
+        "received_at": received_at,
+    }
+    measures = Measures(
+        events=1,
+        prompt_tokens=tokens.prompt,
+        completion_tokens=tokens.completion,
+        cached_tokens=tokens.cached,
+        cache_write_tokens=tokens.cache_write,
+        reasoning_tokens=tokens.reasoning,
+        cost_nanos=quote.cost_nanos or 0,
+        unpriced_events=0 if quote.priced else 1,
+        estimated_events=1 if event.estimated else 0,
+        revenue_nanos=revenue_nanos,
+        max_prompt_tokens=tokens.prompt,
+    )
+    key = RollupKey(org.id, day, event.customer_id, event.feature, quote.model)
+    return EventRow(values, key, measures)

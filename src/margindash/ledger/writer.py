@@ -1,0 +1,189 @@
+"""The write path: one writer thread per process, committing concurrent requests together.
+
+SQLite has one writer; committing each request alone would make every request wait for its
+own fsync. Requests hand their rows to the writer, which drains everything waiting, writes it
+in one transaction (events, then rollup deltas) and commits once ("group commit"). A request's
+rows are acknowledged only after that commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from margindash.db.engine import upsert
+from margindash.db.tables import ingest_stats, usage_events
+from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
+
+log = logging.getLogger(__name__)
+_MAX_GROUP_ROWS = 20_000
+_BUSY_RETRIES = 5
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be written; the client should retry later (503)."""
+
+
+@dataclass(slots=True)
+class EventRow:
+    """A checked, priced event ready to insert, with what it adds to the rollups."""
+
+    values: dict[str, Any]
+    key: RollupKey
+    measures: Measures
+
+
+def write_events(conn: Connection, engine: Engine, rows: Sequence[EventRow]) -> list[bool]:
+    """Insert events, skipping request ids already stored; update rollups for the new ones.
+
+    Returns, per row, whether it was stored (False: a duplicate). Within `rows`, the first
+    occurrence of an (org, request_id) wins.
+    """
+    inserted: set[tuple[str, str]] = set()
+    if rows:
+        stmt = (
+            upsert(engine, usage_events)
+            .on_conflict_do_nothing(index_elements=["org_id", "request_id"])
+            .returning(usage_events.c.org_id, usage_events.c.request_id)
+        )
+        result = conn.execute(stmt, [row.values for row in rows])
+        inserted = {(r.org_id, r.request_id) for r in result}
+    deltas = RollupDeltas()
+    stored: list[bool] = []
+    for row in rows:
+        ident = (row.values["org_id"], row.values["request_id"])
+        if ident in inserted:
+            inserted.discard(ident)  # later rows with the same id are duplicates
+            deltas.add(row.key, row.measures)
+            stored.append(True)
+        else:
+            stored.append(False)
+    deltas.write(conn, engine)
+    _count_duplicates(conn, engine, rows, stored)
+    return stored
+
+
+def _count_duplicates(
+    conn: Connection, engine: Engine, rows: Sequence[EventRow], stored: list[bool]
+) -> None:
+    per_org: dict[str, int] = {}
+    for row, was_stored in zip(rows, stored, strict=True):
+        if not was_stored:
+            per_org[row.values["org_id"]] = per_org.get(row.values["org_id"], 0) + 1
+    if not per_org:
+        return
+    today = datetime.now(UTC).date()
+    stmt = upsert(engine, ingest_stats)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["org_id", "day"],
+        set_={"duplicates": ingest_stats.c.duplicates + stmt.excluded.duplicates},
+    )
+    conn.execute(
+        stmt, [{"org_id": o, "day": today, "duplicates": n} for o, n in sorted(per_org.items())]
+    )
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLite's 'database is locked' / 'busy': worth retrying, never the client's fault."""
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def run_transaction(engine: Engine, work: Callable[[Connection], Any]) -> Any:
+    """Run `work` in a transaction, retrying SQLite busy errors; unavailability → exception."""
+    for attempt in range(_BUSY_RETRIES):
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except OperationalError as exc:
+            if is_busy(exc) and attempt < _BUSY_RETRIES - 1:
+                time.sleep(0.05 * 2**attempt)
+                continue
+            raise DatabaseUnavailable(str(exc.orig or exc)) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise DatabaseUnavailable(str(exc.orig or exc)) from exc
+            raise
+    raise AssertionError("unreachable")
+
+
+@dataclass(slots=True)
+class _Job:
+    rows: Sequence[EventRow]
+    future: Future[list[bool]]
+
+
+class LedgerWriter:
+    """A thread that writes submitted event rows with group commit."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop the thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(self, rows: Sequence[EventRow]) -> Future[list[bool]]:
+        """Queue rows for the next commit; the future gives each row's stored flag."""
+        future: Future[list[bool]] = Future()
+        if self._thread is None:
+            future.set_exception(RuntimeError("ledger writer is not running"))
+        else:
+            self._queue.put(_Job(rows, future))
+        return future
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs = [first]
+            size = len(first.rows)
+            while size < _MAX_GROUP_ROWS:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+                size += len(job.rows)
+            self._commit(jobs)
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        rows = [row for job in jobs for row in job.rows]
+        try:
+            stored = run_transaction(
+                self.engine, lambda conn: write_events(conn, self.engine, rows)
+            )
+        except Exception as exc:  # every waiting request must hear about the failure
+            log.warning("ledger write failed: %s", exc)
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        offset = 0
+        for job in jobs:
+            job.future.set_result(stored[offset : offset + len(job.rows)])
+            offset += len(job.rows)

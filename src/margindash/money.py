@@ -1,0 +1,54 @@
+"""Exact money: costs and revenue as integer nano-units (1e-9) in storage, `Decimal` in Python.
+
+A single LLM call can cost $0.000018, so cents are too coarse for cost; nano-USD keeps every sum
+exact in a 64-bit integer up to about $9.2 billion.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+NANOS_PER_UNIT = 1_000_000_000
+NANOS_PER_CENT = NANOS_PER_UNIT // 100
+_NANO = Decimal("1e-9")
+_CENT = Decimal("0.01")
+
+
+def to_nanos(amount: Decimal) -> int:
+    """An amount in major units as integer nano-units (banker's rounding below a nano)."""
+    return int((amount * NANOS_PER_UNIT).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def from_nanos(nanos: int) -> Decimal:
+    """Integer nano-units as an exact Decimal in major units."""
+    return (Decimal(nanos) * _NANO).normalize() if nanos else Decimal(0)
+
+
+def format_cost(nanos: int | None) -> str | None:
+    """A cost for JSON: all significant digits, at least 2 decimals (`"0.000066"`, `"277.20"`)."""
+    if nanos is None:
+        return None
+    value = Decimal(nanos).scaleb(-9)
+    if value == value.quantize(_CENT):
+        return str(value.quantize(_CENT))
+    return format(value.normalize(), "f")
+
+
+def format_money(nanos: int) -> str:
+    """A report amount for JSON, rounded half-even to the cent (`"12480.00"`)."""
+    return str(Decimal(nanos).scaleb(-9).quantize(_CENT, rounding=ROUND_HALF_EVEN))
+
+
+def margin_pct(revenue_nanos: int, cost_nanos: int) -> float | None:
+    """Margin as a percentage of revenue, rounded to 2 decimals; None when revenue is 0."""
+    if revenue_nanos == 0:
+        return None
+    pct = Decimal(revenue_nanos - cost_nanos) * 100 / Decimal(revenue_nanos)
+    return float(pct.quantize(_CENT, rounding=ROUND_HALF_EVEN))
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """Split an integer amount into `parts` integers that sum exactly to it (remainder first)."""
+    base, remainder = divmod(abs(total), parts)
+    sign = -1 if total < 0 else 1
+    return [sign * (base + (1 if i < remainder else 0)) for i in range(parts)]

@@ -1,0 +1,1 @@
+"""Pricing: model-name normalisation, the genai-prices catalogue, org aliases and overrides."""

@@ -1,0 +1,265 @@
+"""The bundled genai-prices catalogue, with a resolution cache and exact integer pricing.
+
+genai-prices is the reference calculator; this module resolves a name once per process and
+compiles each price into integer pico-USD per token, so pricing an event is a few integer
+multiplications (genai-prices' own `calc_price` is ~60x slower). Prices that do not compile
+(sub-pico prices) are computed with `Decimal` instead; both paths are tested against
+`calc_price` for every catalogue model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from importlib.metadata import version
+from typing import NamedTuple
+
+from genai_prices import types as gp
+from genai_prices.data_snapshot import DataSnapshot, get_snapshot
+
+from margindash.pricing.normalise import candidates
+
+PICOS_PER_NANO = 1000
+_PICOS_PER_MTOK_USD = 1_000_000  # $1 per 1M tokens = 1,000,000 pico-USD per token
+# Price keys that apply only to usage margindash never records (audio, images, searches…).
+_KEYS_NOT_FOR_TEXT_TOKENS = frozenset(
+    {
+        "cache_write_1h_mtok",
+        "web_searches_kcount",
+        "storage_searches_kcount",
+        "input_audio_mtok",
+        "output_audio_mtok",
+        "cache_audio_read_mtok",
+        "audio_hours",
+        "input_audio_hours",
+        "input_image_mtok",
+        "output_image_mtok",
+        "cache_image_read_mtok",
+        "input_video_mtok",
+        "output_video_mtok",
+        "input_document_kpages",
+        "input_annotated_document_kpages",
+        "input_text_messages_kcount",
+        "output_citation_mtok",
+        "input_mchars",
+    }
+)
+_TOKEN_KEYS = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok")
+
+
+class TokenCounts(NamedTuple):
+    """Token counts of one call (OpenAI convention: cached ⊂ prompt, reasoning ⊂ completion)."""
+
+    prompt: int
+    completion: int
+    cached: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueModel:
+    """A model as resolved in the catalogue."""
+
+    provider_id: str
+    model_id: str
+    info: gp.ModelInfo
+    provider: gp.Provider
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider_id}:{self.model_id}"
+
+
+class TieredPico(NamedTuple):
+    """A per-token price that changes with the call's total input tokens (cliff tiers)."""
+
+    base: int
+    tiers: tuple[tuple[int, int], ...]  # (start, price) with the highest start first
+
+    def at(self, total_input: int) -> int:
+        for start, price in self.tiers:
+            if total_input > start:
+                return price
+        return self.base
+
+
+PicoPrice = int | TieredPico
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPrice:
+    """Per-token prices in integer pico-USD; None means that kind of token is not priced."""
+
+    input: PicoPrice | None
+    cache_read: PicoPrice | None
+    cache_write: PicoPrice | None
+    output: PicoPrice | None
+    reasoning: PicoPrice | None
+    per_request: int
+
+    def cost_picos(self, tokens: TokenCounts) -> int:
+        """The cost of a call in pico-USD (exact)."""
+        total_input = tokens.prompt
+        input_price = _at(self.input, total_input)
+        cache_read = _at(self.cache_read, total_input)
+        cache_write = _at(self.cache_write, total_input)
+        output = _at(self.output, total_input)
+        reasoning = _at(self.reasoning, total_input)
+        uncached = tokens.prompt - tokens.cached - tokens.cache_write
+        cost = uncached * input_price + self.per_request
+        # Unpriced cache reads/writes are charged as ordinary input, as genai-prices does.
+        cost += tokens.cached * (cache_read if self.cache_read is not None else input_price)
+        cost += tokens.cache_write * (cache_write if self.cache_write is not None else input_price)
+        if self.reasoning is not None:
+            cost += (tokens.completion - tokens.reasoning) * output + tokens.reasoning * reasoning
+        else:
+            cost += tokens.completion * output
+        return cost
+
+
+def _at(price: PicoPrice | None, total_input: int) -> int:
+    if price is None:
+        return 0
+    if isinstance(price, int):
+        return price
+    return price.at(total_input)
+
+
+class NotPricedPerToken(ValueError):
+    """The model's prices do not cover text tokens, so a cost would be wrong (e.g. $0)."""
+
+
+def picos_to_nanos(picos: int) -> int:
+    """Round pico-USD to nano-USD, half to even."""
+    nanos, rest = divmod(picos, PICOS_PER_NANO)
+    if rest > PICOS_PER_NANO // 2 or (rest == PICOS_PER_NANO // 2 and nanos % 2):
+        nanos += 1
+    return nanos
+
+
+def _compile_value(value: Decimal | gp.TieredPrices | None, scale: int) -> PicoPrice | None:
+    if value is None:
+        return None
+    if isinstance(value, gp.TieredPrices):
+        base = _compile_value(value.base, scale)
+        tiers = tuple(
+            (tier.start, _compile_value(tier.price, scale)) for tier in reversed(value.tiers)
+        )
+        assert isinstance(base, int)
+        return TieredPico(base, tiers)  # type: ignore[arg-type]
+    scaled = value * scale
+    if scaled != scaled.to_integral_value():
+        raise ArithmeticError("price finer than a pico-USD per token")
+    return int(scaled)
+
+
+def _price_keys(price: gp.ModelPrice) -> set[str]:
+    return {k for k, v in price.__dict__.items() if v is not None and not k.startswith("_")}
+
+
+def priced_per_token(price: gp.ModelPrice) -> bool:
+    """Whether a price covers text tokens at all; if not, a token-based cost would be $0."""
+    return bool(_price_keys(price) & {"input_mtok", "output_mtok", "requests_kcount"})
+
+
+def compile_price(price: gp.ModelPrice) -> CompiledPrice | None:
+    """Integer prices for a genai-prices ModelPrice, or None when it needs the Decimal path."""
+    keys = _price_keys(price)
+    supported = {*_TOKEN_KEYS, "output_reasoning_mtok", "requests_kcount"}
+    if keys - supported - _KEYS_NOT_FOR_TEXT_TOKENS:
+        return None
+    try:
+        requests = _compile_value(price.requests_kcount, _PICOS_PER_MTOK_USD * 1000)
+        return CompiledPrice(
+            input=_compile_value(price.input_mtok, _PICOS_PER_MTOK_USD),
+            cache_read=_compile_value(price.cache_read_mtok, _PICOS_PER_MTOK_USD),
+            cache_write=_compile_value(price.cache_write_mtok, _PICOS_PER_MTOK_USD),
+            output=_compile_value(price.output_mtok, _PICOS_PER_MTOK_USD),
+            reasoning=_compile_value(price.output_reasoning_mtok, _PICOS_PER_MTOK_USD),
+            per_request=requests if isinstance(requests, int) else 0,
+        )
+    except ArithmeticError:
+        return None
+
+
+def genai_usage(tokens: TokenCounts) -> gp.Usage:
+    """The same counts in genai-prices' terms (its `input_tokens` includes cache reads/writes)."""
+    values = {
+        "input_tokens": tokens.prompt,
+        "output_tokens": tokens.completion,
+        "cache_read_tokens": tokens.cached,
+        "cache_write_tokens": tokens.cache_write,
+        "output_reasoning_tokens": tokens.reasoning,
+    }
+    return gp.Usage(**{k: v for k, v in values.items() if v})
+
+
+def _depends_on_time_of_day(info: gp.ModelInfo) -> bool:
+    if isinstance(info.prices, gp.ModelPrice):
+        return False
+    return any(isinstance(c.constraint, gp.TimeOfDateConstraint) for c in info.prices)
+
+
+class Catalogue:
+    """Name resolution and exact pricing over one genai-prices data snapshot."""
+
+    def __init__(self, snapshot: DataSnapshot | None = None, *, source: str | None = None):
+        self._snapshot = snapshot or get_snapshot()
+        self.source = source or f"genai-prices {version('genai-prices')}"
+        self._resolved: dict[tuple[str, str | None], CatalogueModel | None] = {}
+        self._compiled: dict[tuple[int, object], tuple[gp.ModelPrice, CompiledPrice | None]] = {}
+
+    @property
+    def providers(self) -> list[gp.Provider]:
+        return self._snapshot.providers
+
+    def resolve(self, model_name: str, provider_hint: str | None = None) -> CatalogueModel | None:
+        """The catalogue model a name refers to, or None when the catalogue does not know it."""
+        cache_key = (model_name, provider_hint)
+        if cache_key in self._resolved:
+            return self._resolved[cache_key]
+        found = None
+        for candidate in candidates(model_name, provider_hint):
+            try:
+                provider, info = self._snapshot.find_provider_model(
+                    candidate.ref, None, candidate.provider, None
+                )
+            except LookupError:
+                continue
+            found = CatalogueModel(provider.id, info.id, info, provider)
+            break
+        if len(self._resolved) > 100_000:
+            self._resolved.clear()
+        self._resolved[cache_key] = found
+        return found
+
+    def model_price(self, model: CatalogueModel, at: datetime) -> gp.ModelPrice:
+        """The price in force at `at` (genai-prices' effective-dated constraints)."""
+        return self._price_at(model, at)[0]
+
+    def cost_nanos(self, model: CatalogueModel, tokens: TokenCounts, at: datetime) -> int:
+        """The exact cost of a call in nano-USD, at the price in force at `at`."""
+        price, compiled = self._price_at(model, at)
+        if compiled is None and not priced_per_token(price):
+            raise NotPricedPerToken(f"{model.key} has no per-token price in the catalogue")
+        if compiled is not None:
+            return picos_to_nanos(compiled.cost_picos(tokens))
+        total = price.calc_price(genai_usage(tokens))["total_price"]
+        return int((total * 1_000_000_000).to_integral_value())
+
+    def _price_at(
+        self, model: CatalogueModel, at: datetime
+    ) -> tuple[gp.ModelPrice, CompiledPrice | None]:
+        # Date-constrained prices change at most daily; time-of-day prices need the instant.
+        when: object = at if _depends_on_time_of_day(model.info) else at.date()
+        cache_key = (id(model.info), when)
+        cached = self._compiled.get(cache_key)
+        if cached is None:
+            price = model.info.get_prices(at)
+            cached = (price, compile_price(price))
+            if len(self._compiled) > 100_000:
+                self._compiled.clear()
+            self._compiled[cache_key] = cached
+        return cached

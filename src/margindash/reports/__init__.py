@@ -1,0 +1,1 @@
+"""Reports: P&L over the rollups and the decisions drawn from it."""

@@ -1,0 +1,275 @@
+"""P&L: revenue, cost and margin by customer, feature, model, day or month, from the rollups.
+
+Whole months are read from `monthly_rollups` and the loose days at the edges of a range from
+`daily_rollups`, so a month over a million events reads one row per (customer, feature, model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, Table, and_, func, or_, select
+
+from margindash.db.tables import daily_rollups, monthly_rollups
+from margindash.money import margin_pct
+from margindash.orgs.service import Org
+from margindash.reports.decisions import customer_action, negative_streak
+from margindash.reports.periods import add_months, split_range
+
+GROUPS = ("customer", "feature", "model", "day", "month")
+_SUMMED = (
+    "events",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "unpriced_events",
+    "estimated_events",
+    "revenue_nanos",
+)
+_STREAK_LOOKBACK_MONTHS = 24
+
+
+@dataclass(slots=True)
+class PnlLine:
+    """Revenue, cost and usage of one group (or of the whole period)."""
+
+    key: str
+    revenue_nanos: int = 0
+    cost_nanos: int = 0
+    events: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    unpriced_events: int = 0
+    estimated_events: int = 0
+    action: str | None = None
+    negative_months: int | None = None
+
+    @property
+    def margin_nanos(self) -> int:
+        return self.revenue_nanos - self.cost_nanos
+
+    @property
+    def margin_pct(self) -> float | None:
+        return margin_pct(self.revenue_nanos, self.cost_nanos)
+
+    def add(self, values: Any) -> None:
+        for name in _SUMMED:
+            setattr(self, name, getattr(self, name) + int(getattr(values, name) or 0))
+
+
+@dataclass(slots=True)
+class PnlReport:
+    """A P&L for a date range, grouped one way."""
+
+    org: Org
+    date_from: date
+    date_to: date
+    group_by: str
+    totals: PnlLine
+    rows: list[PnlLine] = field(default_factory=list)
+    # Revenue not attached to any usage event, when grouping by feature or model.
+    unallocated_revenue_nanos: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PnlFilter:
+    """Optional narrowing of a report to one customer, feature or model."""
+
+    customer_id: str | None = None
+    feature: str | None = None
+    model: str | None = None
+
+    def clauses(self, table: Table) -> list[ColumnElement[bool]]:
+        found = []
+        if self.customer_id is not None:
+            found.append(table.c.customer_id == self.customer_id)
+        if self.feature is not None:
+            found.append(table.c.feature == self.feature)
+        if self.model is not None:
+            found.append(table.c.model == self.model)
+        return found
+
+
+def get_pnl(
+    engine: Engine,
+    *,
+    org: Org,
+    date_from: date,
+    date_to: date,
+    group_by: str,
+    filters: PnlFilter = PnlFilter(),
+    watch_pct: float = 20.0,
+) -> PnlReport:
+    """The P&L of an org over [date_from, date_to], grouped by `group_by`."""
+    if group_by not in GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
+    if date_to < date_from:
+        raise ValueError("`to` is before `from`")
+    lines: dict[str, PnlLine] = {}
+    with engine.connect() as conn:
+        for query in _queries(org.id, date_from, date_to, group_by, filters):
+            for row in conn.execute(query):
+                key = _key(row.key, group_by)
+                line = lines.get(key)
+                if line is None:
+                    line = lines[key] = PnlLine(key)
+                line.add(row)
+        streaks = _negative_months(conn, org.id, date_to, filters) if group_by == "customer" else {}
+    # Rows emptied by re-pricing (events moved to another model) are not worth showing.
+    lines = {k: v for k, v in lines.items() if v.events or v.revenue_nanos or v.cost_nanos}
+    totals = PnlLine("total")
+    for line in lines.values():
+        totals.add(line)
+    report = PnlReport(org, date_from, date_to, group_by, totals)
+    if group_by in ("feature", "model"):
+        unallocated = lines.pop("", None)
+        report.unallocated_revenue_nanos = unallocated.revenue_nanos if unallocated else 0
+    if group_by == "customer":
+        for line in lines.values():
+            line.action = customer_action(
+                margin_nanos=line.margin_nanos, margin_pct=line.margin_pct, watch_pct=watch_pct
+            )
+            line.negative_months = streaks.get(line.key, 0)
+    report.rows = _ordered(lines.values(), group_by)
+    return report
+
+
+def _queries(
+    org_id: str, date_from: date, date_to: date, group_by: str, filters: PnlFilter
+) -> Iterable[Any]:
+    months: list[date]
+    if group_by == "day":
+        months, loose = [], [(date_from, date_to)]
+    else:
+        months, loose = split_range(date_from, date_to)
+    if months:
+        yield _grouped(
+            monthly_rollups,
+            group_by,
+            [monthly_rollups.c.org_id == org_id, monthly_rollups.c.month.in_(months)],
+            filters,
+        )
+    if loose:
+        days = or_(*(daily_rollups.c.day.between(a, b) for a, b in loose))
+        yield _grouped(daily_rollups, group_by, [daily_rollups.c.org_id == org_id, days], filters)
+
+
+def _grouped(
+    table: Table, group_by: str, where: list[ColumnElement[bool]], filters: PnlFilter
+) -> Any:
+    period = table.c.month if table is monthly_rollups else table.c.day
+    key = {
+        "customer": table.c.customer_id,
+        "feature": table.c.feature,
+        "model": table.c.model,
+        "day": period,
+        "month": period,
+    }[group_by]
+    sums = [func.sum(table.c[name]).label(name) for name in _SUMMED]
+    return (
+        select(key.label("key"), *sums).where(and_(*where, *filters.clauses(table))).group_by(key)
+    )
+
+
+def _key(value: Any, group_by: str) -> str:
+    if group_by == "month":
+        return value.strftime("%Y-%m") if isinstance(value, date) else str(value)[:7]
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _ordered(lines: Iterable[PnlLine], group_by: str) -> list[PnlLine]:
+    if group_by in ("day", "month"):
+        return sorted(lines, key=lambda line: line.key)
+    if group_by == "customer":
+        # Worst margin first: the customers to act on lead the table.
+        return sorted(lines, key=lambda line: (line.margin_nanos, line.key))
+    return sorted(lines, key=lambda line: (-line.cost_nanos, line.key))
+
+
+def _negative_months(conn: Any, org_id: str, date_to: date, filters: PnlFilter) -> dict[str, int]:
+    """Consecutive negative-margin calendar months per customer, up to `date_to`'s month."""
+    last = date_to.replace(day=1)
+    t = monthly_rollups
+    margin = func.sum(t.c.revenue_nanos) - func.sum(t.c.cost_nanos)
+    query = (
+        select(t.c.customer_id, t.c.month)
+        .where(
+            t.c.org_id == org_id,
+            t.c.month.between(add_months(last, -_STREAK_LOOKBACK_MONTHS), last),
+            *filters.clauses(t),
+        )
+        .group_by(t.c.customer_id, t.c.month)
+        .having(margin < 0)
+    )
+    negative: dict[str, set[tuple[int, int]]] = {}
+    for row in conn.execute(query):
+        month = row.month if isinstance(row.month, date) else date.fromisoformat(str(row.month))
+        negative.setdefault(row.customer_id, set()).add((month.year, month.month))
+    return {
+        customer: negative_streak(months, year=last.year, month=last.month)
+        for customer, months in negative.items()
+    }
+
+
+@dataclass(slots=True)
+class CustomerPnl:
+    """One customer's P&L with its breakdowns."""
+
+    totals: PnlLine
+    months: list[PnlLine]
+    features: list[PnlLine]
+    models: list[PnlLine]
+
+
+def get_customer_pnl(
+    engine: Engine,
+    *,
+    org: Org,
+    customer_id: str,
+    date_from: date,
+    date_to: date,
+    watch_pct: float = 20.0,
+) -> CustomerPnl | None:
+    """A customer's P&L over the range; None when the customer has no data at all."""
+    only = PnlFilter(customer_id=customer_id)
+    with engine.connect() as conn:
+        known = conn.execute(
+            select(monthly_rollups.c.month)
+            .where(monthly_rollups.c.org_id == org.id, monthly_rollups.c.customer_id == customer_id)
+            .limit(1)
+        ).first()
+    if known is None:
+        return None
+
+    def report(group_by: str) -> PnlReport:
+        return get_pnl(
+            engine,
+            org=org,
+            date_from=date_from,
+            date_to=date_to,
+            group_by=group_by,
+            filters=only,
+            watch_pct=watch_pct,
+        )
+
+    by_customer = report("customer")
+    totals = by_customer.rows[0] if by_customer.rows else PnlLine(customer_id)
+    if not by_customer.rows:
+        totals.action, totals.negative_months = "healthy", 0
+    return CustomerPnl(
+        totals=totals,
+        months=report("month").rows,
+        features=report("feature").rows,
+        models=report("model").rows,
+    )
