@@ -16,6 +16,7 @@ from margindash.api.routers import ops, pnl, pricing, revenue, usage
 from margindash.config import Settings, get_settings
 from margindash.db.engine import make_engine
 from margindash.db.migrate import upgrade
+from margindash.jobs.scheduler import JobContext, Scheduler
 from margindash.ledger.events import UsageEventIn
 from margindash.ledger.ingest import UsageIngestor, event_rules
 from margindash.ledger.revenue import RevenueIn
@@ -34,18 +35,22 @@ def build_services(settings: Settings) -> tuple[Services, LedgerWriter]:
     return Services(settings=settings, engine=engine, pricer=pricer, ingestor=ingestor), writer
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The margindash web application for these settings."""
+def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
+    """The margindash web application; `run_jobs` also runs the periodic jobs in-process."""
     settings = settings or get_settings()
     services, writer = build_services(settings)
+    scheduler = Scheduler(JobContext(settings=settings, engine=services.engine))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         upgrade(services.engine)
         writer.start()
+        if run_jobs:
+            scheduler.start()
         try:
             yield
         finally:
+            scheduler.stop()
             writer.stop()
             services.engine.dispose()
 
@@ -56,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.writer = writer
     install_error_handlers(app)
     for module in (usage, revenue, pnl, pricing, ops):
         app.include_router(module.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import sys
@@ -115,14 +116,29 @@ def serve(
     settings = get_settings()
     configure_logging(settings)
     _engine(settings).dispose()
-    del no_worker  # periodic jobs arrive with the scheduler; nothing to run yet
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, run_jobs=not no_worker),
         host=host or settings.host,
         port=port or settings.port,
         access_log=access_log,
         log_config=None,
     )
+
+
+@app.command()
+def worker(
+    tick: Annotated[float, typer.Option(help="Seconds between checks for due jobs.")] = 15.0,
+) -> None:
+    """Run the periodic jobs (price sync, budget sweep, monitors) until interrupted."""
+    from margindash.jobs.scheduler import JobContext, Scheduler
+    from margindash.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    scheduler = Scheduler(JobContext(settings=settings, engine=_engine(settings)), tick=tick)
+    console.print("Worker running; Ctrl-C to stop.")
+    with contextlib.suppress(KeyboardInterrupt):
+        scheduler.run_forever()
 
 
 @app.command()

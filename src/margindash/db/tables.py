@@ -202,3 +202,13 @@ ingest_stats = Table(
     Column("duplicates", BigInteger, nullable=False, default=0),
     PrimaryKeyConstraint("org_id", "day"),
 )
+
+# One row per periodic job: which process holds it until when (see margindash.jobs.scheduler).
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("last_started_at", UTCDateTime),
+)

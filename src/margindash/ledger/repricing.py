@@ -50,7 +50,8 @@ def reprice_unpriced(pricer: Pricer, *, org: Org) -> RepriceSummary:
     while True:
         after = last_id
         batch: tuple[int, int, int, int] | None = run_transaction(
-            pricer.engine, lambda c: _reprice_batch(c, pricer, org, after)  # noqa: B023
+            pricer.engine,
+            lambda c: _reprice_batch(c, pricer, org, after),  # noqa: B023
         )
         if batch is None:
             return summary

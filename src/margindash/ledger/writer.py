@@ -123,11 +123,19 @@ class _Job:
     future: Future[list[bool]]
 
 
-class LedgerWriter:
-    """A thread that writes submitted event rows with group commit."""
+CommitHook = Callable[[Sequence[EventRow]], None]
 
-    def __init__(self, engine: Engine):
+
+class LedgerWriter:
+    """A thread that writes submitted event rows with group commit.
+
+    `after_commit` hooks get the rows each commit stored (duplicates left out), in the writer
+    thread: they must be quick (budget checks hand work to their own queue).
+    """
+
+    def __init__(self, engine: Engine, *, after_commit: Sequence[CommitHook] = ()):
         self.engine = engine
+        self.after_commit = list(after_commit)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -187,3 +195,9 @@ class LedgerWriter:
         for job in jobs:
             job.future.set_result(stored[offset : offset + len(job.rows)])
             offset += len(job.rows)
+        new_rows = [row for row, was_stored in zip(rows, stored, strict=True) if was_stored]
+        for hook in self.after_commit:
+            try:
+                hook(new_rows)
+            except Exception:  # a hook must never lose or fail an acknowledged write
+                log.exception("after-commit hook failed")

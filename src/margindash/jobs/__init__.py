@@ -1,0 +1,1 @@
+"""Periodic jobs (price sync, budget sweep, monitors, Stripe reconciliation) and their scheduler."""

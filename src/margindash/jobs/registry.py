@@ -1,0 +1,1 @@
+"""Importing this module registers every periodic job (each feature module adds its own)."""
