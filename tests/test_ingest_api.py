@@ -47,6 +47,9 @@ def test_brief_event_is_priced_exactly(client: TestClient, tenant: Tenant) -> No
     stored = client.get("/v1/usage/req_abc123", headers=tenant.read).json()
     assert stored["cost_usd"] == "0.000066"
     assert stored["price_ref"] == "openai:gpt-4o-mini"
+    sent = datetime.fromisoformat(recent()["timestamp"]).replace(microsecond=0)
+    read_back = datetime.fromisoformat(stored["timestamp"].replace("Z", "+00:00"))
+    assert abs(read_back - sent) < timedelta(seconds=5) and read_back.tzinfo is not None
     assert stored["price_source"].startswith("genai-prices ")
 
 

@@ -147,32 +147,33 @@ def _result(event: CheckedEvent, quote: Quote) -> EventResult:
 
 def event_row(org: Org, event: CheckedEvent, quote: Quote, *, received_at: datetime) -> EventRow:
     """The stored form of an event and what it adds to its rollup row."""
-    day = event.occurred_at.astimezone(org.zone).date()
+    at = event.occurred_at
+    day = at.date() if org.timezone == "UTC" else at.astimezone(org.zone).date()
     tokens = event.tokens
     revenue_nanos = (event.revenue_cents or 0) * NANOS_PER_CENT
-    values = {
-        "org_id": org.id,
-        "request_id": event.request_id,
-        "customer_id": event.customer_id,
-        "feature": event.feature,
-        "model_name": event.model_name,
-        "model": quote.model,
-        "provider": quote.provider,
-        "occurred_at": event.occurred_at,
-        "day": day,
-        "prompt_tokens": tokens.prompt,
-        "completion_tokens": tokens.completion,
-        "cached_tokens": tokens.cached,
-        "cache_write_tokens": tokens.cache_write,
-        "reasoning_tokens": tokens.reasoning,
-        "cost_nanos": quote.cost_nanos,
-        "price_source": quote.price_source,
-        "price_ref": quote.price_ref,
-        "estimated": event.estimated,
-        "revenue_cents": event.revenue_cents,
-        "metadata": event.metadata,
-        "received_at": received_at,
-    }
+    params = (
+        org.id,
+        event.request_id,
+        event.customer_id,
+        event.feature,
+        event.model_name,
+        quote.model,
+        quote.provider,
+        event.occurred_at,
+        day,
+        tokens.prompt,
+        tokens.completion,
+        tokens.cached,
+        tokens.cache_write,
+        tokens.reasoning,
+        quote.cost_nanos,
+        quote.price_source,
+        quote.price_ref,
+        event.estimated,
+        event.revenue_cents,
+        event.metadata,
+        received_at,
+    )
     measures = Measures(
         events=1,
         prompt_tokens=tokens.prompt,
@@ -187,4 +188,4 @@ def event_row(org: Org, event: CheckedEvent, quote: Quote, *, received_at: datet
         max_prompt_tokens=tokens.prompt,
     )
     key = RollupKey(org.id, day, event.customer_id, event.feature, quote.model)
-    return EventRow(values, key, measures)
+    return EventRow(params, key, measures)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date
+from functools import cache
+from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine
 
-from margindash.db.engine import greatest, upsert
-from margindash.db.tables import ROLLUP_MEASURES, daily_rollups, monthly_rollups
+from margindash.db.bulk import BulkInsert
+from margindash.db.tables import ROLLUP_MEASURES
 
 
 @dataclass(slots=True)
@@ -30,18 +32,45 @@ class Measures:
 
     def add(self, other: Measures, sign: int = 1) -> None:
         """Add (or, with sign -1, remove) another row's measures; the max stays a max."""
-        for name in _ADDITIVE:
-            setattr(self, name, getattr(self, name) + sign * getattr(other, name))
-        self.max_prompt_tokens = max(self.max_prompt_tokens, other.max_prompt_tokens)
+        # Spelled out: this runs once per ingested event, and a getattr loop is 3x slower.
+        self.events += sign * other.events
+        self.prompt_tokens += sign * other.prompt_tokens
+        self.completion_tokens += sign * other.completion_tokens
+        self.cached_tokens += sign * other.cached_tokens
+        self.cache_write_tokens += sign * other.cache_write_tokens
+        self.reasoning_tokens += sign * other.reasoning_tokens
+        self.cost_nanos += sign * other.cost_nanos
+        self.unpriced_events += sign * other.unpriced_events
+        self.estimated_events += sign * other.estimated_events
+        self.revenue_nanos += sign * other.revenue_nanos
+        if other.max_prompt_tokens > self.max_prompt_tokens:
+            self.max_prompt_tokens = other.max_prompt_tokens
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (
+            self.events,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.cost_nanos,
+            self.unpriced_events,
+            self.estimated_events,
+            self.revenue_nanos,
+            self.max_prompt_tokens,
+        )
 
 
 _ADDITIVE = tuple(f.name for f in fields(Measures) if f.name != "max_prompt_tokens")
 assert tuple(f.name for f in fields(Measures)) == ROLLUP_MEASURES
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class RollupKey:
-    """Where a delta lands: org, org-local day, customer, feature, model."""
+class RollupKey(NamedTuple):
+    """Where a delta lands: org, org-local day, customer, feature, model.
+
+    A tuple, so hashing and sorting thousands of keys per commit stay in C.
+    """
 
     org_id: str
     day: date
@@ -71,44 +100,31 @@ class RollupDeltas:
             month_key = RollupKey(
                 key.org_id, key.day.replace(day=1), key.customer_id, key.feature, key.model
             )
-            monthly.setdefault(month_key, Measures()).add(measures)
-        _upsert(conn, engine, daily_rollups, "day", self.by_key)
-        _upsert(conn, engine, monthly_rollups, "month", monthly)
+            current = monthly.get(month_key)
+            if current is None:
+                current = monthly[month_key] = Measures()
+            current.add(measures)
+        dialect = engine.dialect.name
+        _statement(dialect, "daily_rollups", "day").execute(conn, _rows(self.by_key))
+        _statement(dialect, "monthly_rollups", "month").execute(conn, _rows(monthly))
 
 
-def _upsert(
-    conn: Connection, engine: Engine, table: Table, period: str, rows: Mapping[RollupKey, Measures]
-) -> None:
-    stmt = upsert(engine, table)
-    updates = {name: table.c[name] + stmt.excluded[name] for name in _ADDITIVE}
-    updates["max_prompt_tokens"] = greatest(
-        engine, table.c.max_prompt_tokens, stmt.excluded.max_prompt_tokens
+def _rows(by_key: Mapping[RollupKey, Measures]) -> list[tuple[object, ...]]:
+    return [(*key, *measures.as_tuple()) for key, measures in sorted(by_key.items())]
+
+
+@cache
+def _statement(dialect: str, table: str, period: str) -> BulkInsert:
+    biggest = "GREATEST" if dialect == "postgresql" else "MAX"
+    updates = [f"{name} = {table}.{name} + excluded.{name}" for name in _ADDITIVE]
+    updates.append(
+        f"max_prompt_tokens = {biggest}({table}.max_prompt_tokens, excluded.max_prompt_tokens)"
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["org_id", period, "customer_id", "feature", "model"], set_=updates
+    key = ("org_id", period, "customer_id", "feature", "model")
+    return BulkInsert(
+        dialect=dialect,
+        table=table,
+        columns=(*key, *ROLLUP_MEASURES),
+        conflict=key,
+        on_conflict="DO UPDATE SET " + ", ".join(updates),
     )
-    conn.execute(stmt, list(_as_params(period, sorted(rows.items()))))
-
-
-def _as_params(
-    period: str, rows: Iterable[tuple[RollupKey, Measures]]
-) -> Iterable[dict[str, object]]:
-    for key, m in rows:
-        yield {
-            "org_id": key.org_id,
-            period: key.day,
-            "customer_id": key.customer_id,
-            "feature": key.feature,
-            "model": key.model,
-            "events": m.events,
-            "prompt_tokens": m.prompt_tokens,
-            "completion_tokens": m.completion_tokens,
-            "cached_tokens": m.cached_tokens,
-            "cache_write_tokens": m.cache_write_tokens,
-            "reasoning_tokens": m.reasoning_tokens,
-            "cost_nanos": m.cost_nanos,
-            "unpriced_events": m.unpriced_events,
-            "estimated_events": m.estimated_events,
-            "revenue_nanos": m.revenue_nanos,
-            "max_prompt_tokens": m.max_prompt_tokens,
-        }

@@ -16,13 +16,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from margindash.db.bulk import BulkInsert
 from margindash.db.engine import upsert
-from margindash.db.tables import ingest_stats, usage_events
+from margindash.db.tables import ingest_stats
 from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
 
 log = logging.getLogger(__name__)
@@ -34,13 +36,63 @@ class DatabaseUnavailable(RuntimeError):
     """The database could not be written; the client should retry later (503)."""
 
 
+# Column order of `EventRow.params` (and of the bulk INSERT into usage_events).
+USAGE_COLUMNS = (
+    "org_id",
+    "request_id",
+    "customer_id",
+    "feature",
+    "model_name",
+    "model",
+    "provider",
+    "occurred_at",
+    "day",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "price_source",
+    "price_ref",
+    "estimated",
+    "revenue_cents",
+    "metadata",
+    "received_at",
+)
+
+
 @dataclass(slots=True)
 class EventRow:
     """A checked, priced event ready to insert, with what it adds to the rollups."""
 
-    values: dict[str, Any]
+    params: tuple[Any, ...]  # in USAGE_COLUMNS order
     key: RollupKey
     measures: Measures
+
+    @property
+    def org_id(self) -> str:
+        return str(self.params[0])
+
+    @property
+    def request_id(self) -> str:
+        return str(self.params[1])
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return dict(zip(USAGE_COLUMNS, self.params, strict=True))
+
+
+@cache
+def _insert_events(dialect: str) -> BulkInsert:
+    return BulkInsert(
+        dialect=dialect,
+        table="usage_events",
+        columns=USAGE_COLUMNS,
+        conflict=("org_id", "request_id"),
+        on_conflict="DO NOTHING",
+        returning=("org_id", "request_id"),
+    )
 
 
 def write_events(conn: Connection, engine: Engine, rows: Sequence[EventRow]) -> list[bool]:
@@ -51,17 +103,12 @@ def write_events(conn: Connection, engine: Engine, rows: Sequence[EventRow]) -> 
     """
     inserted: set[tuple[str, str]] = set()
     if rows:
-        stmt = (
-            upsert(engine, usage_events)
-            .on_conflict_do_nothing(index_elements=["org_id", "request_id"])
-            .returning(usage_events.c.org_id, usage_events.c.request_id)
-        )
-        result = conn.execute(stmt, [row.values for row in rows])
-        inserted = {(r.org_id, r.request_id) for r in result}
+        returned = _insert_events(engine.dialect.name).execute(conn, [r.params for r in rows])
+        inserted = {(org_id, request_id) for org_id, request_id in returned}
     deltas = RollupDeltas()
     stored: list[bool] = []
     for row in rows:
-        ident = (row.values["org_id"], row.values["request_id"])
+        ident = (row.params[0], row.params[1])
         if ident in inserted:
             inserted.discard(ident)  # later rows with the same id are duplicates
             deltas.add(row.key, row.measures)
@@ -79,7 +126,7 @@ def _count_duplicates(
     per_org: dict[str, int] = {}
     for row, was_stored in zip(rows, stored, strict=True):
         if not was_stored:
-            per_org[row.values["org_id"]] = per_org.get(row.values["org_id"], 0) + 1
+            per_org[row.org_id] = per_org.get(row.org_id, 0) + 1
     if not per_org:
         return
     today = datetime.now(UTC).date()

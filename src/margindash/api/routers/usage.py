@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from margindash.ledger.ingest import IngestReport
 from margindash.metrics import ESTIMATED_EVENTS, EVENTS, INGEST_SECONDS, UNPRICED_EVENTS
 from margindash.money import format_cost
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
 
 _BODY_SCHEMA = {
@@ -59,9 +61,18 @@ def _answer(report: IngestReport, batch: bool) -> Response:
     return json_response(body, status)
 
 
-def _count(report: IngestReport) -> None:
+def _count(report: IngestReport, org_id: str) -> None:
     for result in report.results:
         EVENTS.labels(result.status).inc()
+        if result.status == "rejected":
+            log.info(
+                "usage event rejected",
+                extra={
+                    "org_id": org_id,
+                    "request_id": result.request_id,
+                    "errors": [f"{e.field}: {e.message}" for e in result.errors],
+                },
+            )
         if result.status == "accepted":
             if not result.priced:
                 UNPRICED_EVENTS.inc()
@@ -82,7 +93,7 @@ async def ingest_usage(request: Request, caller: IngestCaller, services: Service
     body = await read_json(request, max_bytes=settings.max_body_bytes)
     events, batch = batch_items(body, key="events", max_items=settings.max_batch_events)
     report = await services.ingestor.ingest(org=caller.org, raw_events=events)
-    _count(report)
+    _count(report, caller.org.id)
     INGEST_SECONDS.observe(time.perf_counter() - started)
     return _answer(report, batch)
 
