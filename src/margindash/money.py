@@ -35,8 +35,9 @@ def format_cost(nanos: int | None) -> str | None:
 
 
 def format_money(nanos: int) -> str:
-    """A report amount for JSON, rounded half-even to the cent (`"12480.00"`)."""
-    return str(Decimal(nanos).scaleb(-9).quantize(_CENT, rounding=ROUND_HALF_EVEN))
+    """A report amount for JSON, rounded half-even to the cent (`"12480.00"`, never `"-0.00"`)."""
+    cents = Decimal(nanos).scaleb(-9).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+    return str(cents if cents else abs(cents))
 
 
 def margin_pct(revenue_nanos: int, cost_nanos: int) -> float | None:

@@ -1,0 +1,158 @@
+"""guarded_call against a stand-in serving the documented `GET /v1/budgets/blocklist` shape."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conftest import FAST
+from margindash_sdk import BudgetExceeded, MarginDash
+from servers import Reply, Request, StandIn, free_port
+
+
+class BlocklistStandIn:
+    """Serves a blocklist with an ETag and answers 304 to a matching If-None-Match."""
+
+    def __init__(self, blocked: list[dict[str, Any]]) -> None:
+        self.blocked = blocked
+        self.version = 1
+        self.server = StandIn(self)
+
+    def __call__(self, request: Request) -> Reply:
+        etag = f'"v{self.version}"'
+        if request.headers.get("if-none-match") == etag:
+            return Reply(status=304, headers={"ETag": etag})
+        return Reply(
+            json_body={"version": self.version, "blocked": self.blocked}, headers={"ETag": etag}
+        )
+
+    def gets(self) -> list[Request]:
+        return [r for r in self.server.requests if r.path == "/v1/budgets/blocklist"]
+
+
+@pytest.fixture
+def blocklist() -> Iterator[BlocklistStandIn]:
+    stand_in = BlocklistStandIn(
+        [
+            {"type": "customer", "value": "over_budget"},
+            {"type": "feature", "value": "image_generation"},
+            {"type": "customer_feature", "value": "acme:summarize"},
+            {"type": "model", "value": "gpt-4.5-preview"},
+        ]
+    )
+    stand_in.server.start()
+    yield stand_in
+    stand_in.server.stop()
+
+
+def client_for(url: str, **overrides: Any) -> MarginDash:
+    return MarginDash(environ={}, api_key="md_ingest", base_url=url, **{**FAST, **overrides})
+
+
+def test_blocked_customer_raises_before_fn_runs(blocklist: BlocklistStandIn) -> None:
+    client = client_for(blocklist.server.url)
+    calls: list[str] = []
+    with pytest.raises(BudgetExceeded) as raised:
+        client.guarded_call(calls.append, "x", customer_id="over_budget", feature="chat")
+    assert calls == []
+    assert (raised.value.scope_type, raised.value.value) == ("customer", "over_budget")
+    assert blocklist.gets()[0].headers["authorization"] == "Bearer md_ingest"
+    client.shutdown(timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("customer", "feature", "model", "blocked_by"),
+    [
+        ("acme", "image_generation", None, "feature"),
+        ("acme", "summarize", None, "customer_feature"),
+        ("acme", "chat", "gpt-4.5-preview", "model"),
+        ("acme", "chat", "gpt-4o-mini", None),
+        ("other", "summarize", None, None),
+    ],
+)
+def test_each_scope_type_blocks_only_its_calls(
+    blocklist: BlocklistStandIn,
+    customer: str,
+    feature: str,
+    model: str | None,
+    blocked_by: str | None,
+) -> None:
+    client = client_for(blocklist.server.url)
+    try:
+        result = client.guarded_call(
+            lambda a, b=0, **provider_args: (a + b, provider_args),
+            1,
+            b=2,
+            customer_id=customer,
+            feature=feature,
+            model=model,
+        )
+    except BudgetExceeded as exc:
+        assert exc.scope_type == blocked_by
+    else:
+        assert blocked_by is None and result == (3, {"model": model})
+    client.shutdown(timeout=1)
+
+
+def test_an_org_block_blocks_everything(blocklist: BlocklistStandIn) -> None:
+    blocklist.blocked = [{"type": "org", "value": "org_1"}]
+    client = client_for(blocklist.server.url)
+    with pytest.raises(BudgetExceeded):
+        client.guarded_call(lambda: None, customer_id="anyone")
+    client.shutdown(timeout=1)
+
+
+def test_fn_exceptions_propagate_unchanged(blocklist: BlocklistStandIn) -> None:
+    client = client_for(blocklist.server.url)
+    error = ValueError("provider said no")
+
+    def fail() -> None:
+        raise error
+
+    with pytest.raises(ValueError) as raised:
+        client.guarded_call(fail, customer_id="acme", feature="chat")
+    assert raised.value is error
+    client.shutdown(timeout=1)
+
+
+def test_cached_for_the_ttl_then_revalidated_with_if_none_match(
+    blocklist: BlocklistStandIn,
+) -> None:
+    client = client_for(blocklist.server.url, blocklist_ttl=0.2)
+    for _ in range(20):
+        client.guarded_call(lambda: None, customer_id="acme", feature="chat")
+    assert len(blocklist.gets()) == 1
+    time.sleep(0.25)
+    with pytest.raises(BudgetExceeded):
+        client.guarded_call(lambda: None, customer_id="over_budget")
+    second = blocklist.gets()[1]
+    assert second.headers["if-none-match"] == '"v1"'
+
+    blocklist.version = 2
+    blocklist.blocked = []
+    time.sleep(0.25)
+    assert client.guarded_call(lambda: "ok", customer_id="over_budget") == "ok"
+    client.shutdown(timeout=1)
+
+
+def test_fails_open_when_the_server_is_unreachable() -> None:
+    client = client_for(f"http://127.0.0.1:{free_port()}/v1")
+    assert client.guarded_call(lambda: "served", customer_id="over_budget") == "served"
+    client.shutdown(timeout=1)
+
+
+def test_fails_open_on_a_server_error(blocklist: BlocklistStandIn) -> None:
+    blocklist.server.responder = lambda request: Reply(status=404)
+    client = client_for(blocklist.server.url)
+    assert client.guarded_call(lambda: "served", customer_id="over_budget") == "served"
+    client.shutdown(timeout=1)
+
+
+def test_customers_outside_the_canary_are_not_checked(blocklist: BlocklistStandIn) -> None:
+    client = client_for(blocklist.server.url, rollout_customers=["someone_else"])
+    assert client.guarded_call(lambda: "served", customer_id="over_budget") == "served"
+    assert blocklist.gets() == []
+    client.shutdown(timeout=1)
