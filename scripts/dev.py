@@ -72,7 +72,7 @@ def test_sdks() -> None:
         print("npm not found: TypeScript SDK tests skipped (install Node.js >= 18)")
         return
     run(npm, "ci", "--no-audit", "--no-fund", "--loglevel=error", cwd=TS_SDK)
-    run(npm, "test", cwd=TS_SDK)
+    run(npm, "test", cwd=TS_SDK, env=env)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from margindash.db.migrate import upgrade
 from margindash.db.tables import metadata
 from margindash.orgs.keys import KEY_CACHE, create_api_key
 from margindash.orgs.service import NewOrg, create_org
+from tests.live_server import LiveServer, server_env
 
 POSTGRES_URL = os.environ.get(
     "MARGINDASH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -166,3 +167,30 @@ def db_state(engine: Engine) -> dict[str, int]:
         ).one()
     counts.update(rollup_events=sums[0], rollup_cost=sums[1], rollup_revenue=sums[2])
     return counts
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """An empty, migrated PostgreSQL database only (for tests of PostgreSQL behaviour)."""
+    KEY_CACHE.clear()
+    _truncate_all(postgres_database)
+    return postgres_database
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start real `margindash serve` processes on `database_url`; all are stopped afterwards.
+
+    Keyword arguments are extra environment variables (`MARGINDASH_RATE_LIMIT_PER_MINUTE="5"`).
+    """
+    started: list[LiveServer] = []
+
+    def start(database_url: str, *, access_log: bool = False, **env: str) -> LiveServer:
+        server = LiveServer(server_env(database_url, **env), tmp_path, access_log=access_log)
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

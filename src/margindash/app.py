@@ -12,7 +12,10 @@ from fastapi.openapi.utils import get_openapi
 from margindash import __version__
 from margindash.api.deps import Services
 from margindash.api.errors import install_error_handlers
-from margindash.api.routers import ops, pnl, pricing, revenue, usage
+from margindash.api.routers import alerts, budgets, ops, pnl, pricing, revenue, usage
+from margindash.api.routers import simulate as simulate_api
+from margindash.api.routers import stripe as stripe_api
+from margindash.budgets.evaluator import BudgetEvaluator
 from margindash.config import Settings, get_settings
 from margindash.db.engine import make_engine
 from margindash.db.migrate import upgrade
@@ -22,6 +25,8 @@ from margindash.ledger.ingest import UsageIngestor, event_rules
 from margindash.ledger.revenue import RevenueIn
 from margindash.ledger.writer import LedgerWriter
 from margindash.pricing.service import Pricer
+from margindash.simulator.request import SimulateIn
+from margindash.web import install_dashboard
 
 
 def build_services(settings: Settings) -> tuple[Services, LedgerWriter]:
@@ -39,12 +44,15 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     """The margindash web application; `run_jobs` also runs the periodic jobs in-process."""
     settings = settings or get_settings()
     services, writer = build_services(settings)
+    budget_evaluator = BudgetEvaluator(engine=services.engine, settings=settings)
+    writer.after_commit.append(budget_evaluator.on_commit)
     scheduler = Scheduler(JobContext(settings=settings, engine=services.engine))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         upgrade(services.engine)
         writer.start()
+        budget_evaluator.start()
         if run_jobs:
             scheduler.start()
         try:
@@ -52,6 +60,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         finally:
             scheduler.stop()
             writer.stop()
+            budget_evaluator.stop()
             services.engine.dispose()
 
     app = FastAPI(
@@ -62,9 +71,13 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     )
     app.state.services = services
     app.state.writer = writer
+    app.state.budget_evaluator = budget_evaluator
     install_error_handlers(app)
-    for module in (usage, revenue, pnl, pricing, ops):
+    for module in (usage, revenue, pnl, pricing, budgets, alerts, ops):
         app.include_router(module.router)
+    app.include_router(simulate_api.router)
+    app.include_router(stripe_api.router)
+    install_dashboard(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -76,7 +89,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (UsageEventIn, RevenueIn):
+        for model in (UsageEventIn, RevenueIn, SimulateIn):
             components[model.__name__] = model.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )

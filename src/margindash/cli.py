@@ -6,7 +6,7 @@ import contextlib
 import csv
 import io
 import sys
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from margindash.acceptance.cli import reconcile_command, verify_command
+from margindash.budgets.cli import alerts_app, budgets_app, monitors_app
 from margindash.config import Settings, get_settings
 from margindash.db.engine import make_engine
 from margindash.db.migrate import upgrade
@@ -22,21 +24,37 @@ from margindash.ledger.ingest import UsageIngestor, event_rules
 from margindash.money import format_cost
 from margindash.orgs.keys import SCOPES, create_api_key
 from margindash.orgs.service import Org, OrgExists, create_org, find_org
+from margindash.pricing.cli import pricing_app
 from margindash.pricing.service import Pricer
+from margindash.simulator.cli import benchmarks_app, simulate_command
+from margindash.stripe_sync.cli import stripe_app
+from margindash.users.cli import (
+    add_login,
+    check_new_login,
+    demo_login,
+    describe_login,
+    users_app,
+)
 
 app = typer.Typer(
     help="AI margin analytics: per-customer P&L for LLM products.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-pricing_app = typer.Typer(
-    help="The price catalogue, aliases and custom prices.", no_args_is_help=True
-)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 fx_app = typer.Typer(help="FX rates for non-USD revenue.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(pricing_app, name="pricing")
 app.add_typer(keys_app, name="keys")
 app.add_typer(fx_app, name="fx")
+app.add_typer(budgets_app, name="budgets")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(monitors_app, name="monitors")
+app.add_typer(users_app, name="users")
+app.add_typer(benchmarks_app, name="benchmarks")
+app.add_typer(stripe_app, name="stripe")
+app.command("simulate")(simulate_command)
+app.command("verify")(verify_command)
+app.command("reconcile")(reconcile_command)
 
 console = Console()
 err = Console(stderr=True)
@@ -70,16 +88,27 @@ def _fail(message: str) -> typer.Exit:
 def init(
     org: Annotated[str, typer.Option("--org", help="Name of the org to create.")] = "default",
     timezone: Annotated[str, typer.Option(help="IANA time zone for months.")] = "UTC",
+    admin_email: Annotated[
+        str | None, typer.Option(help="E-mail of the first dashboard admin.")
+    ] = None,
+    password: Annotated[
+        str | None, typer.Option(help="Their password (default: print a generated one once).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Create an org with an admin key and an ingest key (printed once)."""
+    """Create an org with an admin key, an ingest key and a dashboard admin (printed once)."""
     engine = _engine()
     try:
+        check_new_login(engine, email=admin_email, password=password)
         created = create_org(engine, name=org, timezone=timezone)
+        login = add_login(
+            engine, org=created.org, email=admin_email, password=password, role="admin"
+        )
     except OrgExists as exc:
         raise _fail(f"{exc}; create more keys with `margindash keys create`") from None
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    login_lines = describe_login(login, get_settings().public_url.rstrip("/") + "/")
     if as_json:
         sys.stdout.write(
             orjson.dumps(
@@ -91,11 +120,15 @@ def init(
             ).decode()
             + "\n"
         )
+        for line in login_lines:  # stdout stays the documented JSON
+            err.print(line)
         return
     console.print(f"Created org [bold]{created.org.name}[/bold] ({created.org.id}).")
     console.print(f"  admin key:  [bold]{created.admin_key}[/bold]")
     console.print(f"  ingest key: [bold]{created.ingest_key}[/bold]")
     console.print("These keys are shown once; store them now.")
+    for line in login_lines:
+        console.print(line)
 
 
 @app.command()
@@ -183,6 +216,12 @@ def demo(
         f'Try:      curl -H "Authorization: Bearer {key}" "{base}/v1/pnl?group_by=customer'
         f'&month=YYYY-MM"'
     )
+    # The calibrated month is "last month" unless --month chose another.
+    period = (
+        f"from={parse_month(month)[0]}&to={parse_month(month)[1]}" if month else "period=last_month"
+    )
+    for line in describe_login(demo_login(engine, org=target), f"{base}/?{period}"):
+        console.print(line)
     engine.dispose()
     if serve_after:
         serve(host=None, port=None, no_worker=False, access_log=False)
@@ -352,134 +391,6 @@ def db_upgrade() -> None:
     """Create or migrate the database schema to the latest version."""
     _engine().dispose()
     console.print("Database schema is up to date.")
-
-
-@pricing_app.command("list")
-def pricing_list(
-    provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
-    search: Annotated[str | None, typer.Option(help="Substring of the model id or name.")] = None,
-    limit: Annotated[int, typer.Option(help="Most rows to show (0: all).")] = 0,
-) -> None:
-    """List catalogue models with prices per 1M tokens."""
-    from margindash.pricing.catalogue import Catalogue
-    from margindash.pricing.listing import list_models
-
-    catalogue = Catalogue()
-    models = list_models(catalogue, provider=provider, search=search)
-    table = Table(title=f"{len(models)} models ({catalogue.source}), USD per 1M tokens")
-    for column in ("provider", "model", "input", "cached", "output", "context", "since"):
-        table.add_column(column, justify="left" if column in ("provider", "model") else "right")
-    for m in models[: limit or None]:
-        table.add_row(
-            m.provider,
-            m.model,
-            _per_mtok(m.input_per_mtok, m.tiered),
-            _per_mtok(m.cached_input_per_mtok, False),
-            _per_mtok(m.output_per_mtok, m.tiered),
-            f"{m.context_window:,}" if m.context_window else "",
-            m.effective_from.isoformat() if m.effective_from else "",
-        )
-    console.print(table)
-
-
-def _per_mtok(value: Any, tiered: bool) -> str:
-    if value is None:
-        return ""
-    return format(value.normalize(), "f") + ("+" if tiered else "")
-
-
-@pricing_app.command("show")
-def pricing_show(
-    model_name: Annotated[str, typer.Argument(help="A model name as your app reports it.")],
-    provider: Annotated[str | None, typer.Option(help="Provider hint.")] = None,
-    at: Annotated[str | None, typer.Option(help="RFC 3339 time (default: now).")] = None,
-    org: OrgOption = None,
-) -> None:
-    """Show how a model name resolves and what it costs per 1M tokens."""
-    from margindash.pricing.catalogue import TokenCounts
-
-    engine = _engine()
-    target = _org(engine, org)
-    when = datetime.fromisoformat(at) if at else datetime.now(UTC)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    pricer = Pricer(engine)
-    million_in = pricer.price(
-        org_id=target.id,
-        model_name=model_name,
-        provider=provider,
-        tokens=TokenCounts(1_000_000, 0),
-        at=when,
-    )
-    million_out = pricer.price(
-        org_id=target.id,
-        model_name=model_name,
-        provider=provider,
-        tokens=TokenCounts(0, 1_000_000),
-        at=when,
-    )
-    if not million_in.priced:
-        console.print(f"[yellow]{model_name!r} is unpriced.[/yellow] {million_in.warnings[0]}")
-        raise typer.Exit(1)
-    console.print(f"{model_name!r} → [bold]{million_in.provider}:{million_in.model}[/bold]")
-    console.print(f"  source:  {million_in.price_source} ({million_in.price_ref})")
-    console.print(f"  input:   ${format_cost(million_in.cost_nanos)} per 1M tokens")
-    console.print(f"  output:  ${format_cost(million_out.cost_nanos)} per 1M tokens")
-
-
-@pricing_app.command("alias")
-def pricing_alias(
-    alias: Annotated[str, typer.Argument(help="Your name, e.g. an Azure deployment.")],
-    model: Annotated[str, typer.Argument(help="The catalogue model it stands for.")],
-    provider: Annotated[str | None, typer.Option(help="Provider of the model.")] = None,
-    org: OrgOption = None,
-) -> None:
-    """Add an alias and price the unpriced events it now covers."""
-    from margindash.ledger.repricing import reprice_unpriced
-    from margindash.pricing.overrides import add_alias
-
-    engine = _engine()
-    target = _org(engine, org)
-    try:
-        add_alias(engine, org_id=target.id, alias=alias, model=model, provider=provider)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    summary = reprice_unpriced(Pricer(engine), org=target)
-    console.print(f"Alias {alias!r} → {model!r} added; {summary.priced} events re-priced.")
-
-
-@pricing_app.command("custom")
-def pricing_custom(
-    model: Annotated[str, typer.Argument(help="The model name your app reports.")],
-    input_price: Annotated[str, typer.Option("--input", help="USD per 1M input tokens.")],
-    output_price: Annotated[str, typer.Option("--output", help="USD per 1M output tokens.")],
-    cached_price: Annotated[
-        str | None, typer.Option("--cached", help="USD per 1M cached input tokens.")
-    ] = None,
-    effective_from: Annotated[str, typer.Option(help="YYYY-MM-DD")] = "1970-01-01",
-    org: OrgOption = None,
-) -> None:
-    """Price a model yourself (self-hosted or negotiated) and re-price its unpriced events."""
-    from margindash.ledger.repricing import reprice_unpriced
-    from margindash.pricing.overrides import add_override
-
-    engine = _engine()
-    target = _org(engine, org)
-    try:
-        add_override(
-            engine,
-            org_id=target.id,
-            model=model,
-            provider=None,
-            input_per_mtok=input_price,
-            output_per_mtok=output_price,
-            cached_input_per_mtok=cached_price,
-            effective_from=date.fromisoformat(effective_from),
-        )
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    summary = reprice_unpriced(Pricer(engine), org=target)
-    console.print(f"Custom price for {model!r} added; {summary.priced} events re-priced.")
 
 
 @keys_app.command("create")

@@ -8,9 +8,10 @@ whose keys are the environment variable names (the brief's `config.yaml` works a
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from pydantic.fields import FieldInfo
@@ -106,6 +107,41 @@ class Settings(BaseSettings):
         "STRIPE_WEBHOOK_SECRET",
         "Signing secret(s) of the Stripe webhook endpoint (`whsec_…`, comma-separated to rotate).",
     )
+    default_org: str | None = setting(
+        None,
+        "MARGINDASH_DEFAULT_ORG",
+        "Org (name or id) that `POST /v1/stripe/webhook` books into; default: the oldest org.",
+    )
+    stripe_api_key: str | None = setting(
+        None,
+        "STRIPE_API_KEY",
+        "Restricted read-only Stripe key (`rk_…`) for `margindash stripe backfill` and `verify`, "
+        "the daily reconciliation, and invoice lines beyond a webhook's first page.",
+    )
+    stripe_api_base: str = setting(
+        "https://api.stripe.com",
+        "MARGINDASH_STRIPE_API_BASE",
+        "Base URL of Stripe's API; change it only for a local stand-in such as stripe-mock.",
+    )
+    stripe_customer_metadata_key: str = setting(
+        "margindash_customer_id",
+        "MARGINDASH_STRIPE_CUSTOMER_METADATA_KEY",
+        "Metadata key on a Stripe customer (or its subscription) that holds your app's "
+        "`customer_id`.",
+        min_length=1,
+    )
+    stripe_mode: Literal["live", "test"] = setting(
+        "live",
+        "MARGINDASH_STRIPE_MODE",
+        "Which Stripe mode's revenue is booked, `live` or `test`; events of the other mode are "
+        "stored but never booked. An org's own setting (`margindash stripe configure`) wins.",
+    )
+    stripe_reconcile_days: int = setting(
+        35,
+        "MARGINDASH_STRIPE_RECONCILE_DAYS",
+        "Days the daily Stripe reconciliation re-reads with `STRIPE_API_KEY` (0 turns it off).",
+        ge=0,
+    )
     smtp_host: str | None = setting(None, "SMTP_HOST", "SMTP relay for alert e-mails.")
     smtp_port: int = setting(587, "SMTP_PORT", "SMTP port.")
     smtp_username: str | None = setting(None, "SMTP_USERNAME", "SMTP user name, if any.")
@@ -113,6 +149,106 @@ class Settings(BaseSettings):
     smtp_starttls: bool = setting(True, "SMTP_STARTTLS", "Upgrade the SMTP connection with TLS.")
     alert_from: str = setting(
         "margindash@localhost", "ALERT_FROM", "Sender address of alert e-mails."
+    )
+    session_hours: int = setting(
+        168,
+        "MARGINDASH_SESSION_HOURS",
+        "How long a dashboard login lasts, in hours.",
+        ge=1,
+    )
+    login_max_failures: int = setting(
+        10,
+        "MARGINDASH_LOGIN_MAX_FAILURES",
+        "Failed dashboard logins allowed per e-mail and per client address in 15 minutes; "
+        "further attempts get 429 until the window passes.",
+        ge=1,
+    )
+    alert_max_attempts: int = setting(
+        8,
+        "MARGINDASH_ALERT_MAX_ATTEMPTS",
+        "Delivery attempts per alert channel (e-mail, webhook) before it is left as failed.",
+        ge=1,
+    )
+    alert_retry_seconds: int = setting(
+        30,
+        "MARGINDASH_ALERT_RETRY_SECONDS",
+        "Wait before the first retry of a failed alert delivery; it doubles per attempt, "
+        "up to an hour.",
+        ge=1,
+    )
+    alert_timeout_seconds: float = setting(
+        10.0,
+        "MARGINDASH_ALERT_TIMEOUT_SECONDS",
+        "Network timeout of one SMTP or webhook delivery attempt, in seconds.",
+        gt=0,
+    )
+
+    simulator_weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = setting(
+        {"gpqa": 1.0, "mmlu-pro": 1.0},
+        "MARGINDASH_SIMULATOR_WEIGHTS",
+        "How the simulator weighs benchmarks into one quality score, as JSON "
+        '(`{"gpqa": 1, "mmlu-pro": 1}`); an org\'s own weights (`margindash benchmarks weights`) '
+        "and a request's `weights` win.",
+    )
+    simulator_max_quality_drop_pct: float = setting(
+        5.0,
+        "MARGINDASH_SIMULATOR_MAX_QUALITY_DROP_PCT",
+        "Default quality constraint of the simulator: a candidate may score at most this many "
+        "percent below the current model (when a request sets neither `min_quality` nor "
+        "`max_quality_drop_pct`).",
+        ge=0,
+        le=100,
+    )
+    simulator_token_band_pct: float = setting(
+        10.0,
+        "MARGINDASH_SIMULATOR_TOKEN_BAND_PCT",
+        "Uncertainty (±%) on the tokens a candidate of another model would spend, giving the "
+        "simulator's savings range; observed tokens per call replace it where the org has them.",
+        ge=0,
+        lt=100,
+    )
+    simulator_migration_hours: Decimal | None = setting(
+        None,
+        "MARGINDASH_SIMULATOR_MIGRATION_HOURS",
+        "Engineering hours to migrate one feature to another model, for the simulator's payback "
+        "(a request's `migration_hours` wins).",
+        ge=0,
+    )
+    simulator_hourly_rate: Decimal | None = setting(
+        None,
+        "MARGINDASH_SIMULATOR_HOURLY_RATE",
+        "Cost of one engineering hour in USD, for the simulator's payback (a request's "
+        "`hourly_rate` wins).",
+        ge=0,
+    )
+    pricing_url: str = setting(
+        # genai-prices' published data file (genai_prices.update_prices.DEFAULT_UPDATE_URL).
+        "https://raw.githubusercontent.com/pydantic/genai-prices/refs/heads/main/prices/"
+        "new_data/v2/data.json",
+        "MARGINDASH_PRICING_URL",
+        "Where the daily price sync fetches the catalogue: an http(s) URL of a genai-prices "
+        "data file, or a local file path (air-gapped installs).",
+        min_length=1,
+    )
+    pricing_sync_hours: int = setting(
+        24,
+        "MARGINDASH_PRICING_SYNC_HOURS",
+        "Hours between scheduled price syncs; a failed sync is retried hourly (0 turns the "
+        "scheduled sync off; `margindash pricing sync` still works).",
+        ge=0,
+    )
+    pricing_max_jump: Decimal = setting(
+        Decimal(10),
+        "MARGINDASH_PRICING_MAX_JUMP",
+        "A synced price moving by more than this factor either way holds the new catalogue for "
+        "review (`margindash pricing approve`) instead of using it.",
+        gt=1,
+    )
+    pricing_fetch_timeout_seconds: float = setting(
+        30.0,
+        "MARGINDASH_PRICING_FETCH_TIMEOUT_SECONDS",
+        "Network timeout of the price sync's download, in seconds.",
+        gt=0,
     )
 
     @classmethod

@@ -47,6 +47,9 @@ FIXED_CUSTOMERS = {
     "helix-robotics": (13_429, 12_731),
     "northwind-labs": (48_000, 56_400),
 }
+# This month's image generation spend: the brief's budget (600.00) shows at 91%.
+IMAGE_BUDGET_CENTS = 60_000
+IMAGE_SPEND_CENTS = 54_600
 ORG_REVENUE_CENTS = 1_248_000
 ORG_COST_CENTS = 834_000
 CUSTOMER_COUNT = 50
@@ -136,15 +139,21 @@ def load_demo(
     builder = _EventBuilder(ingestor, org, rng)
     events = 0
     revenue: list[dict[str, Any]] = []
+    this_month = today.replace(day=1)
     for month_start in _months(first_day, today):
         calibrated = month_start == month
+        # This month's image generation is booked separately, to a calibrated total.
+        images_apart = month_start == this_month and not calibrated
+        features = [f for f in FEATURES if not (images_apart and f == "image_generation")]
         start, end = month_bounds(month_start.year, month_start.month)
         days = [d for d in _days(max(start, first_day), min(end, today))]
         for customer, (revenue_cents, cost_cents) in targets.items():
             if not calibrated:
                 revenue_cents, cost_cents = _vary(rng, customer, revenue_cents, cost_cents)
                 cost_cents = cost_cents * len(days) // (end.day)
-            batch = builder.customer_month(customer, days, cost_cents * NANOS_PER_CENT, calibrated)
+            batch = builder.customer_month(
+                customer, days, cost_cents * NANOS_PER_CENT, calibrated, features
+            )
             events += builder.store(batch)
             revenue.append(
                 {
@@ -155,8 +164,41 @@ def load_demo(
                     "description": "subscription",
                 }
             )
+        if images_apart:
+            batch = builder.feature_month(
+                "image_generation", list(targets), days, IMAGE_SPEND_CENTS * NANOS_PER_CENT
+            )
+            events += builder.store(batch)
     record_revenue(ingestor.engine, org=org, raw_entries=revenue, source="demo")
+    _create_budgets(ingestor, org)
     return DemoSummary(events, len(revenue), f"{month:%Y-%m}", first_day, today)
+
+
+def _create_budgets(ingestor: UsageIngestor, org: Org) -> None:
+    """The brief's budget, as its budget file spells it, and an org-wide monthly budget."""
+    from margindash.budgets.service import create_budget
+    from margindash.budgets.spec import parse_budget
+
+    brief = {
+        "budget": {
+            "feature": "image_generation",
+            "monthly_limit": f"{IMAGE_BUDGET_CENTS / 100:.2f}",
+            "warning_threshold_percent": 75,
+            "critical_threshold_percent": 90,
+            "notify_email": "eng-ops@example.com",
+        }
+    }
+    org_wide = {
+        "name": "All AI spend",
+        "scope": {"type": "org"},
+        "period": "month",
+        "limit_usd": "15000.00",
+        "thresholds": [75, 90, 100],
+        "action": "warn",
+        "notify": {"emails": ["finance@example.com"]},
+    }
+    for raw in (brief, org_wide):
+        create_budget(ingestor.engine, org_id=org.id, spec=parse_budget(raw))
 
 
 def _monthly_targets(rng: random.Random) -> dict[str, tuple[int, int]]:
@@ -216,8 +258,6 @@ class _EventBuilder:
         self.rng = rng
         self.sequence = 0
         self.now = datetime.now(UTC) - timedelta(minutes=1)
-        self.feature_mix = list(FEATURES)
-        self.feature_weights = [FEATURE_WEIGHTS[f] for f in self.feature_mix]
 
     def price(self, model: str, tokens: TokenCounts, at: datetime) -> int:
         quote = self.ingestor.pricer.price(
@@ -228,34 +268,69 @@ class _EventBuilder:
         return quote.cost_nanos
 
     def customer_month(
-        self, customer: str, days: list[date], target_nanos: int, exact: bool
+        self,
+        customer: str,
+        days: list[date],
+        target_nanos: int,
+        exact: bool,
+        features: list[str],
     ) -> list[dict[str, Any]]:
+        """One customer's events over `days`, costing about (or, if `exact`, exactly) target."""
+        weights = [FEATURE_WEIGHTS[f] for f in features]
         events: list[dict[str, Any]] = []
         spent = 0
         # Stop a little short of the target so the top-up events land on it exactly.
         while days:
-            at = self._moment(days)
-            feature = self.rng.choices(self.feature_mix, self.feature_weights)[0]
-            (p_lo, p_hi), (c_lo, c_hi), models = FEATURES[feature]
-            model = self.rng.choice(models)
-            prompt, completion = self.rng.randint(p_lo, p_hi), self.rng.randint(c_lo, c_hi)
-            cached = prompt // 4 if self._caches(model, at) and self.rng.random() < 0.3 else 0
-            tokens = TokenCounts(prompt, completion, cached)
-            cost = self.price(model, tokens, at)
+            feature = self.rng.choices(features, weights)[0]
+            event, cost = self._random_event(customer, feature, days)
             if spent + cost > target_nanos * 0.995:
                 break
             spent += cost
-            events.append(self._event(customer, feature, model, tokens, at))
+            events.append(event)
         if exact and days:
             events.extend(self._top_up(customer, days, target_nanos - spent))
         return events
+
+    def feature_month(
+        self, feature: str, customers: list[str], days: list[date], target_nanos: int
+    ) -> list[dict[str, Any]]:
+        """One feature's events over `days` across customers, costing exactly `target_nanos`."""
+        events: list[dict[str, Any]] = []
+        spent = 0
+        while days:
+            event, cost = self._random_event(self.rng.choice(customers), feature, days)
+            if spent + cost > target_nanos * 0.995:
+                break
+            spent += cost
+            events.append(event)
+        if days:
+            events.extend(self._top_up(customers[0], days, target_nanos - spent, feature, feature))
+        return events
+
+    def _random_event(
+        self, customer: str, feature: str, days: list[date]
+    ) -> tuple[dict[str, Any], int]:
+        at = self._moment(days)
+        (p_lo, p_hi), (c_lo, c_hi), models = FEATURES[feature]
+        model = self.rng.choice(models)
+        prompt, completion = self.rng.randint(p_lo, p_hi), self.rng.randint(c_lo, c_hi)
+        cached = prompt // 4 if self._caches(model, at) and self.rng.random() < 0.3 else 0
+        tokens = TokenCounts(prompt, completion, cached)
+        return self._event(customer, feature, model, tokens, at), self.price(model, tokens, at)
 
     def _caches(self, model: str, at: datetime) -> bool:
         # Cached tokens only where their price keeps costs on a 25 nano-USD grid (top-up).
         return self.price(model, TokenCounts(1, 0, 1), at) % 25 == 0
 
-    def _top_up(self, customer: str, days: list[date], residual: int) -> list[dict[str, Any]]:
-        at = datetime.combine(days[-1], time(12, 0), UTC)
+    def _top_up(
+        self,
+        customer: str,
+        days: list[date],
+        residual: int,
+        coarse_feature: str = "summarize",
+        fine_feature: str = "classify",
+    ) -> list[dict[str, Any]]:
+        at = min(datetime.combine(days[-1], time(12, 0), UTC), self.now)
         model, unit = _TOPUP_COARSE
         step = self.price(model, unit, at)
         prompt = TokenCounts(4_000, 0)
@@ -269,7 +344,7 @@ class _EventBuilder:
         for i in range(chunks):
             completion = outputs // chunks + (1 if i < outputs % chunks else 0)
             tokens = TokenCounts(prompt.prompt, completion)
-            events.append(self._event(customer, "summarize", model, tokens, at))
+            events.append(self._event(customer, coarse_feature, model, tokens, at))
         input_price = self.price(_TOPUP_FINE, TokenCounts(1, 0), at)
         cached_price = self.price(_TOPUP_FINE, TokenCounts(1, 0, 1), at)
         uncached, rest = divmod(residual, input_price)
@@ -278,7 +353,7 @@ class _EventBuilder:
             raise RuntimeError(f"demo calibration left {rest} nano-USD unbooked")
         if uncached or cached:
             tokens = TokenCounts(uncached + cached, 0, cached)
-            events.append(self._event(customer, "classify", _TOPUP_FINE, tokens, at))
+            events.append(self._event(customer, fine_feature, _TOPUP_FINE, tokens, at))
         return events
 
     def _moment(self, days: list[date]) -> datetime:

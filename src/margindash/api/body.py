@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from margindash.api.errors import ApiError
 
@@ -19,10 +20,15 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > max_bytes:
-            raise _too_large(max_bytes)
+    try:
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > max_bytes:
+                raise _too_large(max_bytes)
+    except ClientDisconnect:  # the client hung up mid-body: its fault, not a server error
+        raise ApiError(
+            400, "incomplete_body", "the connection closed before the body ended"
+        ) from None
     try:
         return orjson.loads(chunks)
     except orjson.JSONDecodeError as exc:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from margindash.api.errors import ApiError
@@ -41,6 +42,11 @@ class Services:
             cached = self._orgs[org_id] = (org, now + _ORG_TTL_S)
         return cached[0]
 
+    def cached_org(self, org_id: str) -> Org | None:
+        """The org if it is cached and fresh (no database access)."""
+        cached = self._orgs.get(org_id)
+        return cached[0] if cached is not None and cached[1] >= time.monotonic() else None
+
     def forget_org(self, org_id: str) -> None:
         self._orgs.pop(org_id, None)
 
@@ -65,7 +71,8 @@ class Services:
         self._rate[key.id] = (start, count + 1)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # `async`: FastAPI runs plain `def` dependencies in a thread pool, per request.
     services: Services = request.app.state.services
     return services
 
@@ -81,7 +88,7 @@ class Caller:
     org: Org
 
 
-def _authenticate(request: Request, services: Services, scope: str) -> Caller:
+def _secret(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
@@ -91,7 +98,10 @@ def _authenticate(request: Request, services: Services, scope: str) -> Caller:
             "missing API key: send `Authorization: Bearer <key>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key = KEY_CACHE.authenticate(services.engine, secret.strip())
+    return secret.strip()
+
+
+def _caller(services: Services, key: ApiKey | None, scope: str) -> Caller:
     if key is None:
         raise ApiError(
             401,
@@ -105,11 +115,22 @@ def _authenticate(request: Request, services: Services, scope: str) -> Caller:
     return Caller(key, services.org(key.org_id))
 
 
+def _authenticate(request: Request, services: Services, scope: str) -> Caller:
+    """Verify the caller's key (may read the database: call it off the event loop)."""
+    key = KEY_CACHE.authenticate(services.engine, _secret(request))
+    return _caller(services, key, scope)
+
+
 def require(scope: str):  # type: ignore[no-untyped-def]
     """A dependency that authenticates the caller and checks the key's scope."""
 
-    def dependency(request: Request, services: ServicesDep) -> Caller:
-        return _authenticate(request, services, scope)
+    async def dependency(request: Request, services: ServicesDep) -> Caller:
+        # Cached keys and orgs are answered on the event loop (a thread-pool hop per request
+        # costs more than the check); anything that needs the database goes to a thread.
+        key = KEY_CACHE.peek(_secret(request))
+        if key is not False and (key is None or services.cached_org(key.org_id)):
+            return _caller(services, key, scope)
+        return await run_in_threadpool(_authenticate, request, services, scope)
 
     return Depends(dependency)
 

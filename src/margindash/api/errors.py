@@ -6,12 +6,14 @@ import logging
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from margindash.ledger.writer import DatabaseUnavailable
+from margindash.ledger.writer import DatabaseUnavailable, driver_error, is_unavailable
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = "5"
@@ -67,7 +69,14 @@ _STATUS_CODES = {
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every error in the documented shape; never a bare 500 for client input."""
+    """Answer every error in the documented shape; never a bare 500 for client input.
+
+    Also installs the request guard, which refuses oversized bodies and NUL characters in URLs
+    before any operation (or the database) sees them.
+    """
+    from margindash.api.guard import RequestGuard  # it answers in this module's error shape
+
+    app.add_middleware(RequestGuard)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> Response:
@@ -102,20 +111,28 @@ def install_error_handlers(app: FastAPI) -> None:
             {"Retry-After": RETRY_AFTER_S},
         )
 
+    # Registered for the class, not caught by the `Exception` handler: Starlette re-raises what
+    # that one handles, so uvicorn would log an outage as a crash and drop the connection.
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> Response:
+        if is_unavailable(exc):
+            return await _unavailable(request, DatabaseUnavailable(str(driver_error(exc))))
+        if _nul_refused(exc):
+            message = "a value contains a NUL character, which cannot be stored"
+            return json_response(error_body("invalid_request", message), 422)
+        raise exc
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        if _looks_like_database_outage(exc):
-            return await _unavailable(request, DatabaseUnavailable(str(exc)))
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return json_response(error_body("internal_error", "internal error"), 500)
 
 
-def _looks_like_database_outage(exc: Exception) -> bool:
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    return isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
+def _nul_refused(exc: DBAPIError) -> bool:
+    # psycopg refuses, before sending anything, a string with NUL: PostgreSQL text cannot hold
+    # one. Only a client's input carries NUL; the ledger's own checks name the field instead.
+    error = driver_error(exc)
+    return isinstance(error, psycopg.DataError) and "NUL (0x00)" in str(error)
 
 
 def invalid_field(field: str, message: str) -> ApiError:

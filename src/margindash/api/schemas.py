@@ -45,6 +45,33 @@ class IngestResponse(BaseModel):
     results: list[ItemResult]
 
 
+class RejectedResponse(IngestResponse):
+    """A single event that was rejected (422): the usual counters, and its error on top."""
+
+    error: ErrorDetail
+
+
+class RevenueResult(BaseModel):
+    revenue_id: str | None
+    status: str
+    amount_usd: str | None = None
+    warnings: list[str] = []
+    error: ErrorDetail | None = None
+
+
+class RevenueResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[RevenueResult]
+
+
+class RejectedRevenueResponse(RevenueResponse):
+    """A single revenue entry that was rejected (422), with its error on top."""
+
+    error: ErrorDetail
+
+
 class PnlTotals(BaseModel):
     revenue: str
     cost: str
@@ -78,7 +105,7 @@ class PnlResponse(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 415, 422, 429, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 }
 
 

@@ -10,10 +10,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql import ColumnElement
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A PostgreSQL that cannot be reached must fail a connection attempt (503) rather than hang it:
+# a silent network would otherwise hold every request, and the writer, for minutes.
+POSTGRES_CONNECT_TIMEOUT_S = 5
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
-    """An engine for the URL; SQLite files get WAL, durable commits and a busy timeout."""
+    """An engine for the URL; SQLite files get WAL, durable commits and a busy timeout, and
+    PostgreSQL connection attempts a timeout."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, **kwargs)
@@ -21,6 +25,9 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
+    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        given = kwargs.get("connect_args", {})
+        kwargs["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, **given}
     return create_engine(url, **kwargs)
 
 

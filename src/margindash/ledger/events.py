@@ -9,7 +9,14 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from margindash.pricing.catalogue import TokenCounts
 
@@ -18,8 +25,19 @@ MAX_METADATA_BYTES = 2048
 MAX_FUTURE_SKEW = timedelta(hours=1)
 UNATTRIBUTED = "unattributed"
 DEFAULT_FEATURE = "default"
+# Per-event revenue stays far below 2^63 nano-USD, so rollups that sum it stay exact.
+MAX_EVENT_REVENUE_CENTS = 10**10
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it on every database, so both behave alike.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+Id = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True), NoNul]
 TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS_PER_CALL)]
 CharCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS_PER_CALL * 4)]
 
@@ -32,7 +50,7 @@ class UsageEventIn(BaseModel):
     request_id: Id
     customer_id: Id | None = None
     model_name: Id
-    provider: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    provider: Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul] | None = None
     prompt_tokens: TokenCount | None = None
     completion_tokens: TokenCount | None = None
     cached_tokens: TokenCount = 0
@@ -40,7 +58,9 @@ class UsageEventIn(BaseModel):
     reasoning_tokens: TokenCount = 0
     timestamp: datetime | None = None
     feature: Id = DEFAULT_FEATURE
-    revenue_amount_cents: Annotated[int, Field(strict=True, ge=0, le=10**12)] | None = None
+    revenue_amount_cents: (
+        Annotated[int, Field(strict=True, ge=0, le=MAX_EVENT_REVENUE_CENTS)] | None
+    ) = None
     prompt_chars: CharCount | None = None
     completion_chars: CharCount | None = None
     metadata: dict[str, Annotated[str, StringConstraints(max_length=MAX_METADATA_BYTES)]] | None = (
@@ -188,7 +208,11 @@ def _timestamp(
     ts = event.timestamp
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    ts = ts.astimezone(UTC)
+    try:
+        ts = ts.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable day
+        errors.append(FieldError("timestamp", "out of range"))
+        return now
     if ts > now + MAX_FUTURE_SKEW:
         errors.append(FieldError("timestamp", "more than 1 hour in the future"))
     elif ts < now - rules.max_age:

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Row, delete, select, update
 
 from margindash.db.engine import upsert
 from margindash.db.tables import fx_rates, revenue_entries
-from margindash.ledger.events import FieldError, InvalidEvent
+from margindash.ledger.events import FieldError, Id, InvalidEvent, NoNul
 from margindash.ledger.ingest import EventResult, IngestReport
 from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
 from margindash.ledger.writer import run_transaction
-from margindash.money import NANOS_PER_UNIT, split_evenly
+from margindash.money import NANOS_PER_UNIT, split_evenly, to_nanos
 from margindash.orgs.service import Org
 
 # ISO 4217 currencies whose minor unit is not 1/100 (Stripe's list of zero-decimal ones).
@@ -45,8 +45,11 @@ ZERO_DECIMAL = frozenset(
 THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 MAX_PERIOD_DAYS = 731
 MAX_AMOUNT = Decimal(10) ** 12
-
-Id = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+# One entry books at most 10^9 reporting-currency units, so rollups that sum several entries
+# stay exact in 64-bit nano-units (money.py).
+MAX_ENTRY_NANOS = 10**9 * NANOS_PER_UNIT
+# FX rates between these bounds: any real pair of currencies fits, and conversions stay finite.
+MIN_FX_RATE, MAX_FX_RATE = Decimal("1e-9"), Decimal("1e9")
 
 
 class RevenueIn(BaseModel):
@@ -62,7 +65,7 @@ class RevenueIn(BaseModel):
     month: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}$")] | None = None
     period_start: date | None = None
     period_end: date | None = None
-    description: Annotated[str, StringConstraints(max_length=255)] | None = None
+    description: Annotated[str, StringConstraints(max_length=255), NoNul] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,9 @@ def check_revenue(raw: Any, *, org: Org, rates: dict[str, Decimal]) -> CheckedRe
     assert minor is not None and period is not None and rate is not None
     major = Decimal(minor).scaleb(-minor_unit_exponent(currency))
     nanos = int((major * rate * NANOS_PER_UNIT).to_integral_value(rounding=ROUND_HALF_EVEN))
+    if abs(nanos) > MAX_ENTRY_NANOS:
+        field = "amount" if entry.amount is not None else "amount_cents"
+        raise InvalidEvent([FieldError(field, f"more than 10^9 {org.currency} in one entry")])
     return CheckedRevenue(
         entry.revenue_id,
         entry.customer_id,
@@ -143,11 +149,11 @@ def _amount_minor(entry: RevenueIn, currency: str, errors: list[FieldError]) -> 
     except InvalidOperation:
         errors.append(FieldError("amount", 'must be a decimal string such as "233.25"'))
         return None
-    exponent = minor_unit_exponent(currency)
-    minor = amount.scaleb(exponent)
     if not amount.is_finite() or abs(amount) > MAX_AMOUNT:
         errors.append(FieldError("amount", "must be a finite amount below 10^12"))
         return None
+    exponent = minor_unit_exponent(currency)
+    minor = amount.scaleb(exponent)
     if minor != minor.to_integral_value():
         errors.append(FieldError("amount", f"{currency} has {exponent} decimal places"))
         return None
@@ -203,6 +209,8 @@ def set_fx_rate(engine: Engine, *, org_id: str, currency: str, rate: str | Decim
         raise ValueError("rate: not a decimal number") from exc
     if not value.is_finite() or value <= 0:
         raise ValueError("rate: must be a positive number")
+    if not MIN_FX_RATE <= value <= MAX_FX_RATE:
+        raise ValueError(f"rate: must be between {MIN_FX_RATE:f} and {MAX_FX_RATE:f}")
     if len(currency) != 3 or not currency.isalpha():
         raise ValueError("currency: an ISO 4217 code such as eur")
     stmt = upsert(engine, fx_rates).values(
@@ -291,3 +299,200 @@ def _store(
             )
     deltas.write(conn, engine)
     return stored
+
+
+# Entries kept in step with an outside source (Stripe): unlike `record_revenue`, which stores
+# an entry once, these replace, remove or move an entry and its spread in the rollups. They run
+# in the caller's transaction, so the entries and the rollups always change together.
+
+_LOCK_CHUNK = 500
+
+
+class MissingFxRate(ValueError):
+    """No FX rate converts the entry's currency into the org's reporting currency."""
+
+
+def convert_revenue(
+    *,
+    org: Org,
+    rates: Mapping[str, Decimal],
+    revenue_id: str,
+    customer_id: str,
+    amount_minor: int,
+    currency: str,
+    period_start: date,
+    period_end: date,
+    description: str | None = None,
+    fx_rate: Decimal | None = None,
+) -> CheckedRevenue:
+    """An entry from minor units of `currency`, converted at `fx_rate` or the org's rate."""
+    code = currency.lower()
+    rate = fx_rate
+    if rate is None:
+        rate = Decimal(1) if code == org.currency else rates.get(code)
+    if rate is None:
+        raise MissingFxRate(
+            f"no FX rate from {code} to {org.currency}: set one with "
+            f"`margindash fx set {code} RATE` or POST /v1/fx-rates"
+        )
+    if period_end < period_start:
+        raise ValueError(f"{revenue_id}: period ends before it starts")
+    major = Decimal(amount_minor).scaleb(-minor_unit_exponent(code))
+    return CheckedRevenue(
+        revenue_id,
+        customer_id,
+        amount_minor,
+        code,
+        rate,
+        to_nanos(major * rate),
+        period_start,
+        period_end,
+        description,
+    )
+
+
+def replace_revenue(
+    conn: Connection,
+    engine: Engine,
+    *,
+    org_id: str,
+    entries: Sequence[CheckedRevenue],
+    source: str,
+) -> int:
+    """Insert entries, or replace stored ones with the same revenue_id; returns how many changed.
+
+    A replaced entry's old spread is taken out of the rollups and the new one booked.
+    """
+    if len({e.revenue_id for e in entries}) != len(entries):
+        raise ValueError("replace_revenue: a revenue_id appears twice")
+    current = _locked_entries(conn, org_id, [e.revenue_id for e in entries])
+    deltas = RollupDeltas()
+    now = datetime.now(UTC)
+    changed = 0
+    for entry in entries:
+        values = {
+            "customer_id": entry.customer_id,
+            "amount_minor": entry.amount_minor,
+            "currency": entry.currency,
+            "fx_rate": str(entry.fx_rate),
+            "amount_nanos": entry.amount_nanos,
+            "period_start": entry.period_start,
+            "period_end": entry.period_end,
+            "source": source,
+            "description": entry.description,
+        }
+        old = current.get(entry.revenue_id)
+        if old is None:
+            conn.execute(
+                revenue_entries.insert().values(
+                    org_id=org_id, revenue_id=entry.revenue_id, created_at=now, **values
+                )
+            )
+        else:
+            if all(getattr(old, name) == value for name, value in values.items()):
+                continue
+            conn.execute(
+                update(revenue_entries).where(revenue_entries.c.id == old.id).values(**values)
+            )
+            if _booked_alike(old, entry):
+                changed += 1
+                continue
+            _spread_row(deltas, org_id, old, sign=-1)
+        spread_by_day(
+            deltas,
+            org_id=org_id,
+            customer_id=entry.customer_id,
+            start=entry.period_start,
+            end=entry.period_end,
+            nanos=entry.amount_nanos,
+        )
+        changed += 1
+    deltas.write(conn, engine)
+    return changed
+
+
+def remove_revenue(
+    conn: Connection, engine: Engine, *, org_id: str, revenue_ids: Sequence[str]
+) -> int:
+    """Delete entries and take their spread out of the rollups; returns how many existed."""
+    current = _locked_entries(conn, org_id, revenue_ids)
+    deltas = RollupDeltas()
+    for row in current.values():
+        _spread_row(deltas, org_id, row, sign=-1)
+        conn.execute(delete(revenue_entries).where(revenue_entries.c.id == row.id))
+    deltas.write(conn, engine)
+    return len(current)
+
+
+def move_revenue(
+    conn: Connection,
+    engine: Engine,
+    *,
+    org_id: str,
+    revenue_ids: Sequence[str],
+    customer_id: str,
+) -> int:
+    """Move entries (same amounts and days) to another customer; returns how many moved."""
+    current = _locked_entries(conn, org_id, revenue_ids)
+    deltas = RollupDeltas()
+    moved = 0
+    for row in current.values():
+        if row.customer_id == customer_id:
+            continue
+        _spread_row(deltas, org_id, row, sign=-1)
+        spread_by_day(
+            deltas,
+            org_id=org_id,
+            customer_id=customer_id,
+            start=row.period_start,
+            end=row.period_end,
+            nanos=row.amount_nanos,
+        )
+        conn.execute(
+            update(revenue_entries)
+            .where(revenue_entries.c.id == row.id)
+            .values(customer_id=customer_id)
+        )
+        moved += 1
+    deltas.write(conn, engine)
+    return moved
+
+
+def _locked_entries(
+    conn: Connection, org_id: str, revenue_ids: Sequence[str]
+) -> dict[str, Row[Any]]:
+    """The stored entries with these ids, locked until the transaction ends (PostgreSQL)."""
+    found: dict[str, Row[Any]] = {}
+    ids = sorted(set(revenue_ids))
+    for start in range(0, len(ids), _LOCK_CHUNK):
+        query = (
+            select(revenue_entries)
+            .where(
+                revenue_entries.c.org_id == org_id,
+                revenue_entries.c.revenue_id.in_(ids[start : start + _LOCK_CHUNK]),
+            )
+            .order_by(revenue_entries.c.revenue_id)
+            .with_for_update()
+        )
+        found.update((row.revenue_id, row) for row in conn.execute(query))
+    return found
+
+
+def _booked_alike(row: Row[Any], entry: CheckedRevenue) -> bool:
+    return (
+        row.customer_id == entry.customer_id
+        and row.amount_nanos == entry.amount_nanos
+        and row.period_start == entry.period_start
+        and row.period_end == entry.period_end
+    )
+
+
+def _spread_row(deltas: RollupDeltas, org_id: str, row: Row[Any], *, sign: int) -> None:
+    spread_by_day(
+        deltas,
+        org_id=org_id,
+        customer_id=row.customer_id,
+        start=row.period_start,
+        end=row.period_end,
+        nanos=sign * row.amount_nanos,
+    )

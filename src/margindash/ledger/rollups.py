@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from functools import cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine
 
@@ -92,35 +92,43 @@ class RollupDeltas:
         current.add(measures, sign)
 
     def write(self, conn: Connection, engine: Engine) -> None:
-        """Upsert daily and monthly rows (sorted, so concurrent writers lock in one order)."""
+        """Upsert daily, monthly and customer-month rows (sorted: one lock order for all)."""
         if not self.by_key:
             return
-        monthly: dict[RollupKey, Measures] = {}
+        monthly: dict[tuple[Any, ...], Measures] = {}
+        customers: dict[tuple[Any, ...], Measures] = {}
         for key, measures in self.by_key.items():
-            month_key = RollupKey(
-                key.org_id, key.day.replace(day=1), key.customer_id, key.feature, key.model
-            )
-            current = monthly.get(month_key)
-            if current is None:
-                current = monthly[month_key] = Measures()
-            current.add(measures)
+            month = key.day.replace(day=1)
+            for target, target_key in (
+                (monthly, (key.org_id, month, key.customer_id, key.feature, key.model)),
+                (customers, (key.org_id, month, key.customer_id)),
+            ):
+                current = target.get(target_key)
+                if current is None:
+                    current = target[target_key] = Measures()
+                current.add(measures)
         dialect = engine.dialect.name
-        _statement(dialect, "daily_rollups", "day").execute(conn, _rows(self.by_key))
-        _statement(dialect, "monthly_rollups", "month").execute(conn, _rows(monthly))
+        _statement(dialect, "daily_rollups", _DETAIL_KEY).execute(conn, _rows(self.by_key))
+        _statement(dialect, "monthly_rollups", _MONTHLY_KEY).execute(conn, _rows(monthly))
+        _statement(dialect, "customer_months", _CUSTOMER_KEY).execute(conn, _rows(customers))
 
 
-def _rows(by_key: Mapping[RollupKey, Measures]) -> list[tuple[object, ...]]:
-    return [(*key, *measures.as_tuple()) for key, measures in sorted(by_key.items())]
+_DETAIL_KEY = ("org_id", "day", "customer_id", "feature", "model")
+_MONTHLY_KEY = ("org_id", "month", "customer_id", "feature", "model")
+_CUSTOMER_KEY = ("org_id", "month", "customer_id")
+
+
+def _rows(by_key: Mapping[Any, Measures]) -> list[tuple[Any, ...]]:
+    return [(*key, *by_key[key].as_tuple()) for key in sorted(by_key)]
 
 
 @cache
-def _statement(dialect: str, table: str, period: str) -> BulkInsert:
+def _statement(dialect: str, table: str, key: tuple[str, ...]) -> BulkInsert:
     biggest = "GREATEST" if dialect == "postgresql" else "MAX"
     updates = [f"{name} = {table}.{name} + excluded.{name}" for name in _ADDITIVE]
     updates.append(
         f"max_prompt_tokens = {biggest}({table}.max_prompt_tokens, excluded.max_prompt_tokens)"
     )
-    key = ("org_id", period, "customer_id", "feature", "model")
     return BulkInsert(
         dialect=dialect,
         table=table,

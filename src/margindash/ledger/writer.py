@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +20,9 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from margindash.db.bulk import BulkInsert
 from margindash.db.engine import upsert
@@ -30,6 +32,17 @@ from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
 log = logging.getLogger(__name__)
 _MAX_GROUP_ROWS = 20_000
 _BUSY_RETRIES = 5
+# SQLite result codes (and their extended forms) that mean "not now", not "wrong".
+_SQLITE_UNAVAILABLE = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_CANTOPEN",
+    "SQLITE_READONLY",
+    "SQLITE_NOMEM",
+    "SQLITE_PROTOCOL",
+)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -140,10 +153,32 @@ def _count_duplicates(
     )
 
 
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception: the bulk writes raise it bare, SQLAlchemy wraps it."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return exc.orig
+    return exc
+
+
 def is_busy(exc: BaseException) -> bool:
     """SQLite's 'database is locked' / 'busy': worth retrying, never the client's fault."""
-    text = str(exc).lower()
-    return "database is locked" in text or "database is busy" in text
+    name = getattr(driver_error(exc), "sqlite_errorname", "")
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached or written now (503, retry later).
+
+    Programming errors (no such column, bad SQL) and values the database rejects are not:
+    they stay errors, answered 500 and logged.
+    """
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    error = driver_error(exc)
+    if isinstance(error, sqlite3.Error):
+        return getattr(error, "sqlite_errorname", "").startswith(_SQLITE_UNAVAILABLE)
+    # PostgreSQL: lost or refused connections, shutdowns, disk full, too many connections.
+    return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def run_transaction(engine: Engine, work: Callable[[Connection], Any]) -> Any:
@@ -152,14 +187,12 @@ def run_transaction(engine: Engine, work: Callable[[Connection], Any]) -> Any:
         try:
             with engine.begin() as conn:
                 return work(conn)
-        except OperationalError as exc:
+        except Exception as exc:
             if is_busy(exc) and attempt < _BUSY_RETRIES - 1:
                 time.sleep(0.05 * 2**attempt)
                 continue
-            raise DatabaseUnavailable(str(exc.orig or exc)) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise DatabaseUnavailable(str(exc.orig or exc)) from exc
+            if is_unavailable(exc):
+                raise DatabaseUnavailable(str(driver_error(exc))) from exc
             raise
     raise AssertionError("unreachable")
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from margindash.db.tables import api_keys
 
+log = logging.getLogger(__name__)
 SCOPES = ("ingest", "read", "admin")
 # What each scope may do: an admin key can also read and ingest; a read key cannot ingest.
 SCOPE_GRANTS = {"ingest": {"ingest"}, "read": {"read"}, "admin": {"ingest", "read", "admin"}}
@@ -83,6 +87,20 @@ class KeyCache:
     def clear(self) -> None:
         self._entries.clear()
 
+    def peek(self, secret: str) -> ApiKey | Literal[False] | None:
+        """The cached answer when no database work is due; False when it needs the database."""
+        now = time.monotonic()
+        cached = self._entries.get(hash_key(secret))
+        if cached is None or cached[1] <= now:
+            return False
+        key = cached[0]
+        if key is not None and self._touch_due(key, now):
+            return False
+        return key
+
+    def _touch_due(self, key: ApiKey, now: float) -> bool:
+        return now - self._last_used_written.get(key.id, -1e9) >= _LAST_USED_RESOLUTION_S
+
     def authenticate(self, engine: Engine, secret: str) -> ApiKey | None:
         """The key for a secret, or None if it is unknown or revoked."""
         digest = hash_key(secret)
@@ -110,16 +128,52 @@ class KeyCache:
         return ApiKey(id=row.id, org_id=row.org_id, scope=row.scope) if row else None
 
     def _touch(self, engine: Engine, key: ApiKey, now: float) -> None:
-        # `last_used_at` is for humans; a minute's resolution keeps writes off the hot path.
-        if now - self._last_used_written.get(key.id, -1e9) < _LAST_USED_RESOLUTION_S:
+        # `last_used_at` is for humans; a minute's resolution keeps writes off the hot path,
+        # and a failed write (database busy) must not fail the request that used the key.
+        if not self._touch_due(key, now):
             return
         self._last_used_written[key.id] = now
-        with engine.begin() as conn:
-            conn.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key.id)
-                .values(last_used_at=datetime.now(UTC))
-            )
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id == key.id)
+                    .values(last_used_at=datetime.now(UTC))
+                )
+        except SQLAlchemyError:
+            log.debug("could not record last use of key %s", key.id, exc_info=True)
 
 
 KEY_CACHE = KeyCache()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What may be shown about a key: never its secret, only its last four characters."""
+
+    id: str
+    name: str
+    scope: str
+    hint: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def list_api_keys(engine: Engine, *, org_id: str) -> list[KeyInfo]:
+    """The org's keys, live ones first, newest first."""
+    k = api_keys
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                k.c.id,
+                k.c.name,
+                k.c.scope,
+                k.c.key_hint,
+                k.c.created_at,
+                k.c.last_used_at,
+                k.c.revoked_at,
+            ).where(k.c.org_id == org_id)
+        ).all()
+    keys = [KeyInfo(*row) for row in rows]
+    return sorted(keys, key=lambda key: (key.revoked_at is not None, -key.created_at.timestamp()))

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine, select
 
-from margindash.db.tables import orgs
+from margindash.db.tables import orgs, revenue_entries
 from margindash.orgs.keys import create_api_key
 
 _ORG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
@@ -97,3 +97,39 @@ def find_org(engine: Engine, name_or_id: str | None) -> Org | None:
             query = query.where((orgs.c.name == name_or_id) | (orgs.c.id == name_or_id))
         row = conn.execute(query).first()
     return Org(row.id, row.name, row.timezone, row.currency) if row else None
+
+
+def update_org(
+    engine: Engine, *, org_id: str, timezone: str | None = None, currency: str | None = None
+) -> Org:
+    """Change an org's time zone or reporting currency (the latter only before any revenue)."""
+    current = get_org(engine, org_id)
+    if current is None:
+        raise ValueError(f"no org {org_id!r}")
+    values: dict[str, str] = {}
+    if timezone is not None and timezone != current.timezone:
+        try:
+            zone(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {timezone!r}") from exc
+        values["timezone"] = timezone
+    if currency is not None and currency.lower() != current.currency:
+        if not re.fullmatch(r"[a-zA-Z]{3}", currency):
+            raise ValueError("currency: an ISO 4217 code such as usd")
+        values["currency"] = currency.lower()
+    with engine.begin() as conn:
+        if (
+            "currency" in values
+            and conn.execute(
+                select(revenue_entries.c.id).where(revenue_entries.c.org_id == org_id).limit(1)
+            ).first()
+        ):
+            raise ValueError("the reporting currency cannot change once revenue is booked in it")
+        if values:
+            conn.execute(orgs.update().where(orgs.c.id == org_id).values(**values))
+    return Org(
+        current.id,
+        current.name,
+        values.get("timezone", current.timezone),
+        values.get("currency", current.currency),
+    )

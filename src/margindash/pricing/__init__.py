@@ -1,1 +1,2 @@
-"""Pricing: model-name normalisation, the genai-prices catalogue, org aliases and overrides."""
+"""Pricing: name normalisation, the catalogue and its history (daily sync, snapshots, audit),
+and each org's aliases, custom prices and discounts."""

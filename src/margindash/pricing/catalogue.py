@@ -9,6 +9,7 @@ multiplications (genai-prices' own `calc_price` is ~60x slower). Prices that do 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -46,6 +47,7 @@ _KEYS_NOT_FOR_TEXT_TOKENS = frozenset(
     }
 )
 _TOKEN_KEYS = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok")
+CATALOGUE_TOKENS = itertools.count(1)
 
 
 class TokenCounts(NamedTuple):
@@ -196,6 +198,25 @@ def genai_usage(tokens: TokenCounts) -> gp.Usage:
     return gp.Usage(**{k: v for k, v in values.items() if v})
 
 
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A model's price in force at one time, ready to apply to a call's token counts."""
+
+    key: str  # provider:model
+    price: gp.ModelPrice
+    compiled: CompiledPrice | None  # None: prices finer than a pico-USD, use Decimals
+    timed: bool  # the price changes with the time of day, so it holds for that instant only
+
+    def cost_nanos(self, tokens: TokenCounts) -> int:
+        """The exact cost of a call in nano-USD."""
+        if self.compiled is not None:
+            return picos_to_nanos(self.compiled.cost_picos(tokens))
+        if not priced_per_token(self.price):
+            raise NotPricedPerToken(f"{self.key} has no per-token price in the catalogue")
+        total = self.price.calc_price(genai_usage(tokens))["total_price"]
+        return int((total * 1_000_000_000).to_integral_value())
+
+
 def _depends_on_time_of_day(info: gp.ModelInfo) -> bool:
     if isinstance(info.prices, gp.ModelPrice):
         return False
@@ -205,11 +226,25 @@ def _depends_on_time_of_day(info: gp.ModelInfo) -> bool:
 class Catalogue:
     """Name resolution and exact pricing over one genai-prices data snapshot."""
 
-    def __init__(self, snapshot: DataSnapshot | None = None, *, source: str | None = None):
+    def __init__(
+        self,
+        snapshot: DataSnapshot | None = None,
+        *,
+        source: str | None = None,
+        snapshot_id: int | None = None,
+    ):
         self._snapshot = snapshot or get_snapshot()
         self.source = source or f"genai-prices {version('genai-prices')}"
+        self.snapshot_id = snapshot_id  # the stored snapshot it was loaded from, if any
+        self.token = next(CATALOGUE_TOKENS)  # identifies it in caches (ids can be reused)
         self._resolved: dict[tuple[str, str | None], CatalogueModel | None] = {}
-        self._compiled: dict[tuple[int, object], tuple[gp.ModelPrice, CompiledPrice | None]] = {}
+        self._rates: dict[tuple[int, object], Rate] = {}
+        self._timed: dict[int, bool] = {}  # by id(ModelInfo): prices vary with time of day
+
+    @property
+    def data(self) -> DataSnapshot:
+        """The genai-prices data behind this catalogue."""
+        return self._snapshot
 
     @property
     def providers(self) -> list[gp.Provider]:
@@ -235,31 +270,38 @@ class Catalogue:
         self._resolved[cache_key] = found
         return found
 
+    def version_at(self, at: datetime) -> tuple[int, int]:
+        """Which catalogue prices `at`: always this one."""
+        return (self.token, 0)
+
+    def resolve_at(
+        self, model_name: str, provider_hint: str | None, at: datetime
+    ) -> tuple[Catalogue, CatalogueModel] | None:
+        """The model and the catalogue that prices it at `at` (always this one)."""
+        model = self.resolve(model_name, provider_hint)
+        return None if model is None else (self, model)
+
     def model_price(self, model: CatalogueModel, at: datetime) -> gp.ModelPrice:
         """The price in force at `at` (genai-prices' effective-dated constraints)."""
-        return self._price_at(model, at)[0]
+        return self.rate(model, at).price
 
     def cost_nanos(self, model: CatalogueModel, tokens: TokenCounts, at: datetime) -> int:
         """The exact cost of a call in nano-USD, at the price in force at `at`."""
-        price, compiled = self._price_at(model, at)
-        if compiled is None and not priced_per_token(price):
-            raise NotPricedPerToken(f"{model.key} has no per-token price in the catalogue")
-        if compiled is not None:
-            return picos_to_nanos(compiled.cost_picos(tokens))
-        total = price.calc_price(genai_usage(tokens))["total_price"]
-        return int((total * 1_000_000_000).to_integral_value())
+        return self.rate(model, at).cost_nanos(tokens)
 
-    def _price_at(
-        self, model: CatalogueModel, at: datetime
-    ) -> tuple[gp.ModelPrice, CompiledPrice | None]:
+    def rate(self, model: CatalogueModel, at: datetime) -> Rate:
+        """The model's price in force at `at`, compiled once per day (or instant) and model."""
         # Date-constrained prices change at most daily; time-of-day prices need the instant.
-        when: object = at if _depends_on_time_of_day(model.info) else at.date()
-        cache_key = (id(model.info), when)
-        cached = self._compiled.get(cache_key)
-        if cached is None:
-            price = model.info.get_prices(at)
-            cached = (price, compile_price(price))
-            if len(self._compiled) > 100_000:
-                self._compiled.clear()
-            self._compiled[cache_key] = cached
-        return cached
+        info = model.info
+        timed = self._timed.get(id(info))
+        if timed is None:
+            timed = self._timed[id(info)] = _depends_on_time_of_day(info)
+        cache_key = (id(info), at if timed else at.date())
+        rate = self._rates.get(cache_key)
+        if rate is None:
+            price = info.get_prices(at)
+            rate = Rate(model.key, price, compile_price(price), timed)
+            if len(self._rates) > 100_000:
+                self._rates.clear()
+            self._rates[cache_key] = rate
+        return rate

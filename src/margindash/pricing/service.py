@@ -7,9 +7,11 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from margindash.pricing.catalogue import Catalogue, NotPricedPerToken, TokenCounts
+from margindash.pricing.catalogue import Catalogue, Rate, TokenCounts, priced_per_token
+from margindash.pricing.history import CatalogueHistory, LiveCatalogue
+from margindash.pricing.metrics import watch_catalogue
 from margindash.pricing.normalise import canonical_name, provider_id
-from margindash.pricing.overrides import OrgPricingRules, RulesCache
+from margindash.pricing.overrides import CustomPrice, Discount, OrgPricingRules, RulesCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +31,37 @@ class Quote:
 
 
 class Pricer:
-    """Prices events for any org, with the catalogue and each org's rules cached in memory."""
+    """Prices events for any org, with the catalogue and each org's rules cached in memory.
+
+    Without a `catalogue`, prices come from the database's catalogue history (see
+    `pricing.history`); with one, from that catalogue alone (tests, benchmarks).
+    """
 
     def __init__(self, engine: Engine, catalogue: Catalogue | None = None):
         self.engine = engine
-        self.catalogue = catalogue or Catalogue()
         self.rules = RulesCache()
+        self._live = LiveCatalogue(engine) if catalogue is None else None
+        self._fixed = CatalogueHistory.of(catalogue) if catalogue is not None else None
+        if self._live is not None:
+            watch_catalogue(engine)
+
+    @property
+    def history(self) -> CatalogueHistory:
+        """The catalogue versions in force over time."""
+        if self._live is not None:
+            return self._live.history()
+        assert self._fixed is not None
+        return self._fixed
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The catalogue in force now."""
+        return self.history.current
+
+    def reload(self) -> None:
+        """Re-read the catalogue history now (after a sync or an approval in this process)."""
+        if self._live is not None:
+            self._live.refresh(wait=True)
 
     def price(
         self,
@@ -47,7 +74,7 @@ class Pricer:
     ) -> Quote:
         """Price a call at the price in force at `at`."""
         return price_with_rules(
-            self.catalogue,
+            self.history,
             self.rules.get(self.engine, org_id),
             model_name=model_name,
             provider=provider,
@@ -56,8 +83,45 @@ class Pricer:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PricePlan:
+    """How a name is priced for one org at one time: everything but the token counts.
+
+    A plan holds for a whole day and catalogue version, unless its price changes with the time
+    of day (`rate.timed`), so an org's rules keep their plans (`OrgPricingRules.plans`) and most
+    events cost one dict look-up and a few integer multiplications.
+    """
+
+    model: str
+    provider: str | None
+    source: str | None
+    ref: str | None
+    custom: CustomPrice | None = None
+    rate: Rate | None = None
+    discount: Discount | None = None
+    warnings: tuple[str, ...] = ()  # why it is unpriced (neither `custom` nor `rate`)
+
+    @property
+    def cacheable(self) -> bool:
+        return self.rate is None or not self.rate.timed
+
+    def quote(self, tokens: TokenCounts) -> Quote:
+        if self.custom is not None:
+            cost = self.custom.cost_nanos(tokens)
+        elif self.rate is not None:
+            cost = self.rate.cost_nanos(tokens)
+            if self.discount is not None:
+                cost = self.discount.apply(cost)
+        else:
+            return Quote(self.model, self.provider, None, None, None, self.warnings)
+        return Quote(self.model, self.provider, cost, self.source, self.ref)
+
+
+_MAX_PLANS = 50_000
+
+
 def price_with_rules(
-    catalogue: Catalogue,
+    catalogue: Catalogue | CatalogueHistory,
     rules: OrgPricingRules,
     *,
     model_name: str,
@@ -66,47 +130,60 @@ def price_with_rules(
     at: datetime,
 ) -> Quote:
     """Price a call with an org's rules and the catalogue (pure: no database access)."""
+    key = (model_name, provider, at.date(), catalogue.version_at(at))
+    plan = rules.plans.get(key)
+    if plan is None:
+        plan = plan_price(catalogue, rules, model_name=model_name, provider=provider, at=at)
+        if plan.cacheable:
+            if len(rules.plans) > _MAX_PLANS:
+                rules.plans.clear()
+            rules.plans[key] = plan
+    return plan.quote(tokens)
+
+
+def plan_price(
+    catalogue: Catalogue | CatalogueHistory,
+    rules: OrgPricingRules,
+    *,
+    model_name: str,
+    provider: str | None,
+    at: datetime,
+) -> PricePlan:
+    """How a name is priced: org custom prices and aliases, then the catalogue, then discounts."""
     name = canonical_name(model_name)
     day = at.date()
     if custom := rules.custom_price(name, day):
-        return Quote(
-            name,
-            provider_id(provider),
-            custom.cost_nanos(tokens),
-            "override",
-            f"override:{custom.id}",
-        )
-    alias = rules.aliases.get(name)
+        return PricePlan(name, provider_id(provider), "override", f"override:{custom.id}", custom)
+    alias = rules.alias(name, day) if rules.aliases else None
     if alias is not None:
         target = canonical_name(alias.model)
         if custom := rules.custom_price(target, day):
-            return Quote(
-                target,
-                alias.provider,
-                custom.cost_nanos(tokens),
-                "override",
-                f"override:{custom.id}",
-            )
+            return PricePlan(target, alias.provider, "override", f"override:{custom.id}", custom)
         name, provider = alias.model, alias.provider or provider
-    model = catalogue.resolve(name, provider)
-    if model is None:
+    resolved = catalogue.resolve_at(name, provider, at)
+    if resolved is None:
         return _unpriced(
             model_name,
             provider,
             f"unknown model {model_name.strip()!r}: stored "
             "unpriced; add an alias or a custom price to price it",
         )
-    try:
-        cost = catalogue.cost_nanos(model, tokens, at)
-    except NotPricedPerToken as exc:
-        return _unpriced(model_name, provider, str(exc))
+    pricing, model = resolved
+    rate = pricing.rate(model, at)
+    if rate.compiled is None and not priced_per_token(rate.price):
+        return _unpriced(
+            model_name, provider, f"{model.key} has no per-token price in the catalogue"
+        )
     ref = model.key
     discount = rules.discount(provider=model.provider_id, model=model.model_id, on=day)
     if discount is not None:
-        cost = discount.apply(cost)
         ref = f"{ref} discount:{discount.id}"
-    return Quote(model.model_id, model.provider_id, cost, catalogue.source, ref)
+    return PricePlan(
+        model.model_id, model.provider_id, pricing.source, ref, rate=rate, discount=discount
+    )
 
 
-def _unpriced(model_name: str, provider: str | None, warning: str) -> Quote:
-    return Quote(canonical_name(model_name), provider_id(provider), None, None, None, (warning,))
+def _unpriced(model_name: str, provider: str | None, warning: str) -> PricePlan:
+    return PricePlan(
+        canonical_name(model_name), provider_id(provider), None, None, warnings=(warning,)
+    )

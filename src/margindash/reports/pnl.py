@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Table, and_, func, or_, select
 
-from margindash.db.tables import daily_rollups, monthly_rollups
+from margindash.db.tables import customer_months, daily_rollups, monthly_rollups
 from margindash.money import margin_pct
 from margindash.orgs.service import Org
 from margindash.reports.decisions import customer_action, negative_streak
@@ -62,8 +62,23 @@ class PnlLine:
         return margin_pct(self.revenue_nanos, self.cost_nanos)
 
     def add(self, values: Any) -> None:
-        for name in _SUMMED:
-            setattr(self, name, getattr(self, name) + int(getattr(values, name) or 0))
+        """Add a row of sums in `_SUMMED` order (a query row after its key, or another line)."""
+        if isinstance(values, PnlLine):
+            values = [getattr(values, name) for name in _SUMMED]
+        # Spelled out: this runs once per customer row, 10,000s of times per report.
+        events, prompt, completion, cached, cache_write, reasoning, cost, unpriced, est, rev = (
+            int(v or 0) for v in values
+        )
+        self.events += events
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.cached_tokens += cached
+        self.cache_write_tokens += cache_write
+        self.reasoning_tokens += reasoning
+        self.cost_nanos += cost
+        self.unpriced_events += unpriced
+        self.estimated_events += est
+        self.revenue_nanos += rev
 
 
 @dataclass(slots=True)
@@ -122,7 +137,7 @@ def get_pnl(
                 line = lines.get(key)
                 if line is None:
                     line = lines[key] = PnlLine(key)
-                line.add(row)
+                line.add(row[1:])
         streaks = _negative_months(conn, org.id, date_to, filters) if group_by == "customer" else {}
     # Rows emptied by re-pricing (events moved to another model) are not worth showing.
     lines = {k: v for k, v in lines.items() if v.events or v.revenue_nanos or v.cost_nanos}
@@ -152,28 +167,28 @@ def _queries(
     else:
         months, loose = split_range(date_from, date_to)
     if months:
+        whole = _month_table(group_by, filters)
         yield _grouped(
-            monthly_rollups,
-            group_by,
-            [monthly_rollups.c.org_id == org_id, monthly_rollups.c.month.in_(months)],
-            filters,
+            whole, group_by, [whole.c.org_id == org_id, whole.c.month.in_(months)], filters
         )
     if loose:
         days = or_(*(daily_rollups.c.day.between(a, b) for a, b in loose))
         yield _grouped(daily_rollups, group_by, [daily_rollups.c.org_id == org_id, days], filters)
 
 
+def _month_table(group_by: str, filters: PnlFilter) -> Table:
+    """Customer totals per month when neither feature nor model matters, else the detail."""
+    if group_by in ("customer", "month") and filters.feature is None and filters.model is None:
+        return customer_months
+    return monthly_rollups
+
+
 def _grouped(
     table: Table, group_by: str, where: list[ColumnElement[bool]], filters: PnlFilter
 ) -> Any:
-    period = table.c.month if table is monthly_rollups else table.c.day
-    key = {
-        "customer": table.c.customer_id,
-        "feature": table.c.feature,
-        "model": table.c.model,
-        "day": period,
-        "month": period,
-    }[group_by]
+    period = table.c.day if table is daily_rollups else table.c.month
+    columns = {"customer": "customer_id", "feature": "feature", "model": "model"}
+    key = period if group_by in ("day", "month") else table.c[columns[group_by]]
     sums = [func.sum(table.c[name]).label(name) for name in _SUMMED]
     return (
         select(key.label("key"), *sums).where(and_(*where, *filters.clauses(table))).group_by(key)
@@ -200,7 +215,7 @@ def _ordered(lines: Iterable[PnlLine], group_by: str) -> list[PnlLine]:
 def _negative_months(conn: Any, org_id: str, date_to: date, filters: PnlFilter) -> dict[str, int]:
     """Consecutive negative-margin calendar months per customer, up to `date_to`'s month."""
     last = date_to.replace(day=1)
-    t = monthly_rollups
+    t = _month_table("customer", filters)
     margin = func.sum(t.c.revenue_nanos) - func.sum(t.c.cost_nanos)
     query = (
         select(t.c.customer_id, t.c.month)

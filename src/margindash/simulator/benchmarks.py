@@ -36,6 +36,7 @@ __all__ = [
     "BenchmarkCatalogue",
     "BenchmarkScore",
     "ModelScores",
+    "check_weights",
     "load_bundled_scores",
     "load_scores_csv",
     "merge_catalogues",
@@ -69,11 +70,12 @@ class ModelScores:
     name: str
     scores: Mapping[str, BenchmarkScore]
     llm_stats_id: str | None = None
+    organization: str | None = None  # the maker, as LLM Stats names it ("openai", "xai", …)
 
     def quality(self, weights: Mapping[str, float] | None = None) -> float | None:
         """Weighted mean of the scores this model has; None when no weighted score exists."""
         weights = DEFAULT_WEIGHTS if weights is None else weights
-        _check_weights(weights)
+        check_weights(weights)
         used = [(weights[b], s.score) for b, s in self.scores.items() if weights.get(b, 0) > 0]
         if not used:
             return None
@@ -147,6 +149,7 @@ def merge_catalogues(base: BenchmarkCatalogue, overrides: BenchmarkCatalogue) ->
             name=current.name,
             scores=MappingProxyType({**current.scores, **override.scores}),
             llm_stats_id=current.llm_stats_id,
+            organization=current.organization,
         )
     return BenchmarkCatalogue(
         models=MappingProxyType(models),
@@ -155,7 +158,8 @@ def merge_catalogues(base: BenchmarkCatalogue, overrides: BenchmarkCatalogue) ->
     )
 
 
-def _check_weights(weights: Mapping[str, float]) -> None:
+def check_weights(weights: Mapping[str, float]) -> None:
+    """Raise ValueError naming the first benchmark whose weight is not a finite number >= 0."""
     for benchmark, weight in weights.items():
         if not math.isfinite(weight) or weight < 0:
             raise ValueError(f"weight for {benchmark!r} must be a finite number >= 0")
@@ -193,6 +197,7 @@ def _catalogue_from_document(document: Mapping[str, Any]) -> BenchmarkCatalogue:
         model = ModelScores(
             name=entry["name"],
             llm_stats_id=llm_stats_id,
+            organization=entry.get("organization"),
             scores=MappingProxyType(
                 {
                     bench: BenchmarkScore(

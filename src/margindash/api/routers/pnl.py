@@ -19,6 +19,8 @@ router = APIRouter(prefix="/v1", tags=["pnl"])
 
 GroupBy = Literal["customer", "feature", "model", "day", "month"]
 _MAX_RANGE_DAYS = 3660
+# Reports look back two years (streaks) and a day ahead: keep both inside `date`'s range.
+_EARLIEST, _LATEST = date(1970, 1, 1), date(9998, 12, 31)
 
 
 def resolve_period(
@@ -29,15 +31,21 @@ def resolve_period(
         if date_from or date_to:
             raise invalid_field("month", "send month or from/to, not both")
         try:
-            return parse_month(month)
+            first, last = parse_month(month)
         except ValueError as exc:
             raise invalid_field("month", str(exc)) from None
+        if first < _EARLIEST or last > _LATEST:
+            raise invalid_field("month", f"outside {_EARLIEST:%Y-%m} to {_LATEST:%Y-%m}")
+        return first, last
     if date_from is None and date_to is None:
         return this_month(org.zone)
     if date_from is None or date_to is None:
         raise invalid_field("from" if date_from is None else "to", "send both from and to")
     if date_to < date_from:
         raise invalid_field("to", "is before from")
+    for field, day in (("from", date_from), ("to", date_to)):
+        if not _EARLIEST <= day <= _LATEST:
+            raise invalid_field(field, f"outside {_EARLIEST} to {_LATEST}")
     if (date_to - date_from).days > _MAX_RANGE_DAYS:
         raise invalid_field("to", f"range longer than {_MAX_RANGE_DAYS} days")
     return date_from, date_to
@@ -73,7 +81,9 @@ def pnl(
     return json_response(pnl_json(report))
 
 
-@router.get("/customers/{customer_id}/pnl", responses=ERROR_RESPONSES, summary="One customer's P&L")
+@router.get(
+    "/customers/{customer_id:path}/pnl", responses=ERROR_RESPONSES, summary="One customer's P&L"
+)
 def customer_pnl(
     customer_id: str,
     caller: ReadCaller,

@@ -11,7 +11,13 @@ from starlette.responses import Response
 from margindash.api.body import batch_items, read_json
 from margindash.api.deps import AdminCaller, IngestCaller, ReadCaller, ServicesDep
 from margindash.api.errors import invalid_field, json_response
-from margindash.api.schemas import ERROR_RESPONSES, IngestResponse, report_json
+from margindash.api.schemas import (
+    ERROR_RESPONSES,
+    ErrorResponse,
+    RejectedRevenueResponse,
+    RevenueResponse,
+    report_json,
+)
 from margindash.ledger.revenue import load_fx_rates, record_revenue, set_fx_rate
 from margindash.metrics import REVENUE_ENTRIES
 
@@ -45,8 +51,14 @@ _BODY_SCHEMA = {
 
 @router.post(
     "/revenue",
-    response_model=IngestResponse,
-    responses=ERROR_RESPONSES,
+    response_model=RevenueResponse,
+    responses={
+        **ERROR_RESPONSES,
+        422: {
+            "model": RejectedRevenueResponse | ErrorResponse,
+            "description": "a single entry was rejected (with its result), or the body is invalid",
+        },
+    },
     openapi_extra=_BODY_SCHEMA,
     summary="Record revenue for customers (negative amounts are refunds or credits)",
 )

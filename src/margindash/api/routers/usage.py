@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,7 +14,13 @@ from starlette.responses import Response
 from margindash.api.body import batch_items, read_json
 from margindash.api.deps import IngestCaller, ReadCaller, ServicesDep
 from margindash.api.errors import ApiError, json_response
-from margindash.api.schemas import ERROR_RESPONSES, IngestResponse, report_json
+from margindash.api.schemas import (
+    ERROR_RESPONSES,
+    ErrorResponse,
+    IngestResponse,
+    RejectedResponse,
+    report_json,
+)
 from margindash.db.tables import usage_events
 from margindash.ledger.ingest import IngestReport
 from margindash.metrics import ESTIMATED_EVENTS, EVENTS, INGEST_SECONDS, UNPRICED_EVENTS
@@ -49,7 +56,10 @@ _BODY_SCHEMA = {
 }
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
-    422: {"model": IngestResponse, "description": "a single event was rejected, or bad body"},
+    422: {
+        "model": RejectedResponse | ErrorResponse,
+        "description": "a single event was rejected (with its result), or the body is invalid",
+    },
 }
 
 
@@ -62,8 +72,10 @@ def _answer(report: IngestReport, batch: bool) -> Response:
 
 
 def _count(report: IngestReport, org_id: str) -> None:
+    # Counters are bumped once per request and status: per-event `labels()` calls add up.
+    tally: Counter[str] = Counter()
     for result in report.results:
-        EVENTS.labels(result.status).inc()
+        tally[result.status] += 1
         if result.status == "rejected":
             log.info(
                 "usage event rejected",
@@ -73,11 +85,16 @@ def _count(report: IngestReport, org_id: str) -> None:
                     "errors": [f"{e.field}: {e.message}" for e in result.errors],
                 },
             )
-        if result.status == "accepted":
-            if not result.priced:
-                UNPRICED_EVENTS.inc()
-            if result.estimated:
-                ESTIMATED_EVENTS.inc()
+        elif result.status == "accepted":
+            tally["unpriced"] += not result.priced
+            tally["estimated"] += result.estimated
+    for status in ("accepted", "duplicate", "rejected"):
+        if tally[status]:
+            EVENTS.labels(status).inc(tally[status])
+    if tally["unpriced"]:
+        UNPRICED_EVENTS.inc(tally["unpriced"])
+    if tally["estimated"]:
+        ESTIMATED_EVENTS.inc(tally["estimated"])
 
 
 @router.post(
@@ -112,7 +129,8 @@ async def dry_run_usage(request: Request, caller: IngestCaller, services: Servic
     return _answer(services.ingestor.dry_run(org=caller.org, raw_events=events), batch)
 
 
-@router.get("/{request_id}", responses=ERROR_RESPONSES, summary="A stored event and its price")
+# `:path`, so ids with a slash (`team/42/req-7`) can be read back when sent as `%2F`.
+@router.get("/{request_id:path}", responses=ERROR_RESPONSES, summary="A stored event and its price")
 def get_usage_event(request_id: str, caller: ReadCaller, services: ServicesDep) -> Response:
     with services.engine.connect() as conn:
         row = conn.execute(

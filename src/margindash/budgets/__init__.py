@@ -1,0 +1,1 @@
+"""Budgets, their evaluation after each ingest commit, alerts and their delivery, monitors."""

@@ -1,0 +1,1 @@
+"""What each dashboard page shows, built from the report services (no HTTP here)."""

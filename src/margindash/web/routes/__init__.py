@@ -1,0 +1,1 @@
+"""The dashboard's HTTP routes: parse the request, call one page builder, render."""

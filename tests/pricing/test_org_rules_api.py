@@ -1,0 +1,197 @@
+"""An org's aliases, custom prices and discounts over the API, with effective dates; every bad
+input is a 4xx naming the field, with nothing written."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from tests.conftest import Tenant, db_state, make_tenant
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def usage(request_id: str, model: str, at: datetime, provider: str | None = None) -> dict[str, Any]:
+    event = {
+        "request_id": request_id,
+        "customer_id": "acct_1",
+        "model_name": model,
+        "prompt_tokens": 1_000_000,
+        "completion_tokens": 0,
+        "timestamp": at.isoformat(),
+    }
+    if provider:
+        event["provider"] = provider
+    return event
+
+
+def ingest(client: TestClient, tenant: Tenant, event: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = client.post("/v1/usage", json=event, headers=tenant.ingest).json()[
+        "results"
+    ][0]
+    return result
+
+
+def test_aliases_are_listed_dated_and_deleted(client: TestClient, tenant: Tenant) -> None:
+    switch = (NOW - timedelta(days=3)).date()
+    first = client.post(
+        "/v1/pricing/aliases",
+        json={"alias": "Prod-Chat", "model": "gpt-4o", "provider": "openai"},
+        headers=tenant.admin,
+    )
+    assert first.status_code == 201, first.text
+    second = client.post(
+        "/v1/pricing/aliases",
+        json={"alias": "prod-chat", "model": "gpt-4o-mini", "effective_from": switch.isoformat()},
+        headers=tenant.admin,
+    )
+    assert second.status_code == 201, second.text
+    listed = client.get("/v1/pricing/aliases", headers=tenant.read).json()
+    assert [(a["alias"], a["model"], a["effective_from"]) for a in listed["aliases"]] == [
+        ("prod-chat", "gpt-4o", "1970-01-01"),
+        ("prod-chat", "gpt-4o-mini", switch.isoformat()),
+    ]
+    before = ingest(client, tenant, usage("a", "prod-chat", NOW - timedelta(days=5)))
+    after = ingest(client, tenant, usage("b", "prod-chat", NOW - timedelta(days=1)))
+    assert (before["model"], before["cost_usd"]) == ("gpt-4o", "2.50")
+    assert (after["model"], after["cost_usd"]) == ("gpt-4o-mini", "0.15")
+
+    removed = client.delete(f"/v1/pricing/aliases/{second.json()['id']}", headers=tenant.admin)
+    assert removed.status_code == 200 and removed.json() == {
+        "id": second.json()["id"],
+        "deleted": True,
+    }
+    assert ingest(client, tenant, usage("c", "prod-chat", NOW))["model"] == "gpt-4o"
+    assert client.get("/v1/usage/b", headers=tenant.read).json()["cost_usd"] == "0.15"
+
+
+def test_overrides_end_and_are_deleted_without_touching_priced_events(
+    client: TestClient, tenant: Tenant
+) -> None:
+    last_day = (NOW - timedelta(days=2)).date()
+    discount = client.post(
+        "/v1/pricing/overrides",
+        json={
+            "provider": "openai",
+            "discount_pct": "20",
+            "effective_from": "2020-01-01",
+            "effective_to": last_day.isoformat(),
+        },
+        headers=tenant.admin,
+    )
+    assert discount.status_code == 201, discount.text
+    custom = client.post(
+        "/v1/pricing/overrides",
+        json={"model": "acme-llama", "input_per_mtok": "0.3", "output_per_mtok": "0.6"},
+        headers=tenant.admin,
+    )
+    assert custom.status_code == 201
+    during = ingest(client, tenant, usage("d1", "gpt-4o-mini", NOW - timedelta(days=3)))
+    after = ingest(client, tenant, usage("d2", "gpt-4o-mini", NOW - timedelta(days=1)))
+    own = ingest(client, tenant, usage("d3", "acme-llama", NOW))
+    assert (during["cost_usd"], after["cost_usd"], own["cost_usd"]) == ("0.12", "0.15", "0.30")
+
+    listed = client.get("/v1/pricing/overrides", headers=tenant.read).json()["overrides"]
+    assert [(o["kind"], o["discount_pct"], o["effective_to"]) for o in listed] == [
+        ("discount", "20", last_day.isoformat()),
+        ("custom", None, None),
+    ]
+    assert listed[1]["input_per_mtok"] == "0.3" and listed[1]["output_per_mtok"] == "0.6"
+
+    custom_id = custom.json()["id"]
+    assert client.delete(f"/v1/pricing/overrides/{custom_id}", headers=tenant.admin).json() == {
+        "id": custom_id,
+        "deleted": True,
+    }
+    again = client.delete(f"/v1/pricing/overrides/{custom_id}", headers=tenant.admin)
+    assert again.status_code == 404
+    assert ingest(client, tenant, usage("d4", "acme-llama", NOW))["priced"] is False
+    assert client.get("/v1/usage/d3", headers=tenant.read).json()["cost_usd"] == "0.30"
+    remaining = client.get("/v1/pricing/overrides", headers=tenant.read).json()
+    assert remaining["count"] == 1
+    everything = client.get(
+        "/v1/pricing/overrides", params={"include_deleted": "true"}, headers=tenant.read
+    ).json()
+    assert everything["count"] == 2 and everything["overrides"][1]["deleted_at"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("aliases", {"alias": "", "model": "gpt-4o"}, "alias"),
+        ("aliases", {"alias": "x", "model": "gpt-4oo-typo"}, "model"),
+        ("aliases", {"alias": "gpt-4o", "model": "gpt-4o"}, "model"),
+        ("aliases", {"alias": "x", "model": "gpt-4o", "effective_from": "soon"}, "effective_from"),
+        ("aliases", {"alias": "x", "model": "gpt-4o", "colour": "red"}, "colour"),
+        (
+            "overrides",
+            {"model": "m", "input_per_mtok": "-1", "output_per_mtok": "1"},
+            "input_per_mtok",
+        ),
+        (
+            "overrides",
+            {"model": "m", "input_per_mtok": "abc", "output_per_mtok": "1"},
+            "input_per_mtok",
+        ),
+        ("overrides", {"model": "m", "input_per_mtok": "1"}, "output_per_mtok"),
+        ("overrides", {"input_per_mtok": "1", "output_per_mtok": "1"}, "model"),
+        ("overrides", {"provider": "openai", "discount_pct": "0"}, "discount_pct"),
+        ("overrides", {"provider": "openai", "discount_pct": "100.5"}, "discount_pct"),
+        ("overrides", {"discount_pct": "10"}, "provider"),
+        (
+            "overrides",
+            {
+                "provider": "openai",
+                "discount_pct": "10",
+                "effective_from": "2026-02-01",
+                "effective_to": "2026-01-31",
+            },
+            "effective_to",
+        ),
+    ],
+)
+def test_bad_rules_are_rejected_naming_the_field_and_nothing_is_written(
+    client: TestClient, tenant: Tenant, engine: Engine, path: str, body: dict[str, Any], field: str
+) -> None:
+    before = db_state(engine)
+    response = client.post(f"/v1/pricing/{path}", json=body, headers=tenant.admin)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert field in [d["field"] for d in error["details"]], error
+    assert db_state(engine) == before
+
+
+def test_malformed_json_and_wrong_keys_write_nothing(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    before = db_state(engine)
+    malformed = client.post(
+        "/v1/pricing/aliases",
+        content=b'{"alias": "x",',
+        headers={**tenant.admin, "Content-Type": "application/json"},
+    )
+    assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "malformed_json"
+    forbidden = client.post(
+        "/v1/pricing/overrides",
+        json={"model": "m", "input_per_mtok": "1", "output_per_mtok": "1"},
+        headers=tenant.read,
+    )
+    assert forbidden.status_code == 403
+    assert db_state(engine) == before
+
+
+def test_one_org_cannot_see_or_delete_another_orgs_rules(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    other = make_tenant(engine, "other")
+    alias = client.post(
+        "/v1/pricing/aliases", json={"alias": "x", "model": "gpt-4o"}, headers=tenant.admin
+    ).json()
+    assert client.get("/v1/pricing/aliases", headers=other.read).json()["count"] == 0
+    stolen = client.delete(f"/v1/pricing/aliases/{alias['id']}", headers=other.admin)
+    assert stolen.status_code == 404
+    assert client.get("/v1/pricing/aliases", headers=tenant.read).json()["count"] == 1
