@@ -12,7 +12,7 @@ or None), so `bench/run.py` can turn them into a section.
   diffed against the catalogue in force and stored with all its price rows. Baseline:
   genai-prices' own `UpdatePrices.fetch()` of the same URL (download and parse, nothing else).
 - Re-pricing: events over 12 models, 1,000 customers (log-uniform: a few large ones send most
-  events) and 30 days in a SQLite file; an OpenAI
+  events) and 30 days, stored in time order, in a SQLite file; an OpenAI
   discount is added (then removed) and every event is re-priced with `reprice_events`, a third
   of them changing cost. Baseline: the same work with one UPDATE per changed event, as the
   first `ledger/repricing.py` did.
@@ -189,28 +189,26 @@ def sync_figures(sizes: Sizes, workdir: Path) -> list[dict[str, Any]]:
 
 
 def _load_events(engine: Engine, org: Org, count: int) -> None:
+    """`count` events over 30 days, stored in the order they happened, as ingestion does."""
     rng = random.Random(11)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+    offsets = sorted(rng.randrange(30 * 86_400) for _ in range(count))
     ingestor = UsageIngestor(engine=engine, pricer=Pricer(engine), rules=event_rules(Settings()))
-    batch = []
-    for n in range(count):
-        batch.append(
-            {
-                "request_id": f"r{n}",
-                # Log-uniform: a few large customers send most events, as in real products.
-                "customer_id": f"cust-{int(1000 ** rng.random())}",
-                "feature": rng.choice(("chat", "search", "summarise")),
-                "model_name": rng.choice(MODELS),
-                "prompt_tokens": rng.randrange(100, 20_000),
-                "completion_tokens": rng.randrange(10, 2_000),
-                "timestamp": (start + timedelta(seconds=rng.randrange(30 * 86_400))).isoformat(),
-            }
-        )
-        if len(batch) == 5_000:
-            ingestor.ingest_now(org=org, raw_events=batch)
-            batch = []
-    if batch:
-        ingestor.ingest_now(org=org, raw_events=batch)
+    events = [
+        {
+            "request_id": f"r{n}",
+            # Log-uniform: a few large customers send most events, as in real products.
+            "customer_id": f"cust-{int(1000 ** rng.random())}",
+            "feature": rng.choice(("chat", "search", "summarise")),
+            "model_name": rng.choice(MODELS),
+            "prompt_tokens": rng.randrange(100, 20_000),
+            "completion_tokens": rng.randrange(10, 2_000),
+            "timestamp": (start + timedelta(seconds=offset)).isoformat(),
+        }
+        for n, offset in enumerate(offsets)
+    ]
+    for first in range(0, count, 5_000):
+        ingestor.ingest_now(org=org, raw_events=events[first : first + 5_000])
 
 
 def _reprice_per_event(pricer: Pricer, org: Org) -> int:
