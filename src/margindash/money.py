@@ -28,10 +28,10 @@ def format_cost(nanos: int | None) -> str | None:
     """A cost for JSON: all significant digits, at least 2 decimals (`"0.000066"`, `"277.20"`)."""
     if nanos is None:
         return None
-    value = Decimal(nanos).scaleb(-9)
-    if value == value.quantize(_CENT):
-        return str(value.quantize(_CENT))
-    return format(value.normalize(), "f")
+    # Integer arithmetic: this runs once per event in every ingest response.
+    whole, fraction = divmod(abs(nanos), NANOS_PER_UNIT)
+    digits = f"{fraction:09d}".rstrip("0").ljust(2, "0")
+    return f"{'-' if nanos < 0 else ''}{whole}.{digits}"
 
 
 def format_money(nanos: int) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from margindash.db.types import BigId, UTCDateTime
@@ -86,7 +87,15 @@ usage_events = Table(
     Column("received_at", UTCDateTime, nullable=False),
     UniqueConstraint("org_id", "request_id"),
     Index(None, "org_id", "occurred_at"),
-    Index(None, "org_id", "model_name", "cost_nanos"),
+    # Only unpriced events are looked up by model (to re-price them once a price exists), so
+    # only they are indexed: priced events, nearly all of them, skip this index on insert.
+    Index(
+        "ix_usage_events_unpriced",
+        "org_id",
+        "model_name",
+        sqlite_where=text("cost_nanos IS NULL"),
+        postgresql_where=text("cost_nanos IS NULL"),
+    ),
 )
 
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import orjson
 from pydantic import (
@@ -93,9 +93,11 @@ class EventRules:
     max_age: timedelta
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedEvent:
-    """A valid event, with missing values filled in as the rules allow."""
+class CheckedEvent(NamedTuple):
+    """A valid event, with missing values filled in as the rules allow.
+
+    A tuple rather than a frozen dataclass: one is built per ingested event.
+    """
 
     request_id: str
     customer_id: str
@@ -110,12 +112,15 @@ class CheckedEvent:
     warnings: tuple[str, ...]
 
 
+_validate = UsageEventIn.__pydantic_validator__.validate_python
+
+
 def check_event(raw: Any, *, rules: EventRules, now: datetime) -> CheckedEvent:
     """Validate one raw event; raises InvalidEvent naming every bad field."""
     if not isinstance(raw, dict):
         raise InvalidEvent([FieldError("body", "each event must be a JSON object")])
     try:
-        event = UsageEventIn.model_validate(raw)
+        event: UsageEventIn = _validate(raw)
     except ValidationError as exc:
         raise InvalidEvent(
             [
@@ -125,35 +130,32 @@ def check_event(raw: Any, *, rules: EventRules, now: datetime) -> CheckedEvent:
         ) from None
     errors: list[FieldError] = []
     warnings: list[str] = []
-    customer_id = _customer(event, rules, errors, warnings)
+    customer_id = event.customer_id
+    if customer_id is None:
+        customer_id = _missing_customer(rules, errors, warnings)
     tokens, estimated = _tokens(event, rules, errors)
-    occurred_at = _timestamp(event, rules, now, errors)
-    metadata = _metadata(event, errors)
+    occurred_at = now if event.timestamp is None else _timestamp(event, rules, now, errors)
+    metadata = _metadata(event, errors) if event.metadata else None
     if errors:
         raise InvalidEvent(errors)
-    assert tokens is not None
     if estimated:
         warnings.append("token counts estimated from character counts")
     return CheckedEvent(
-        request_id=event.request_id,
-        customer_id=customer_id,
-        feature=event.feature,
-        model_name=event.model_name,
-        provider=event.provider,
-        tokens=tokens,
-        occurred_at=occurred_at,
-        estimated=estimated,
-        revenue_cents=event.revenue_amount_cents,
-        metadata=metadata,
-        warnings=tuple(warnings),
+        event.request_id,
+        customer_id,
+        event.feature,
+        event.model_name,
+        event.provider,
+        tokens,
+        occurred_at,
+        estimated,
+        event.revenue_amount_cents,
+        metadata,
+        tuple(warnings),
     )
 
 
-def _customer(
-    event: UsageEventIn, rules: EventRules, errors: list[FieldError], warnings: list[str]
-) -> str:
-    if event.customer_id is not None:
-        return event.customer_id
+def _missing_customer(rules: EventRules, errors: list[FieldError], warnings: list[str]) -> str:
     if rules.strict:
         errors.append(FieldError("customer_id", "required (STRICT_TOKEN_COUNTS is on)"))
     else:
@@ -163,35 +165,50 @@ def _customer(
 
 def _tokens(
     event: UsageEventIn, rules: EventRules, errors: list[FieldError]
-) -> tuple[TokenCounts | None, bool]:
+) -> tuple[TokenCounts, bool]:
+    prompt, completion = event.prompt_tokens, event.completion_tokens
     estimated = False
-    counts: dict[str, int] = {}
-    for field_name, chars in (
-        ("prompt_tokens", event.prompt_chars),
-        ("completion_tokens", event.completion_chars),
-    ):
-        value = getattr(event, field_name)
-        if value is None and not rules.strict and chars is not None:
-            value, estimated = estimate_tokens(chars, rules.estimate_factor), True
-        if value is None:
-            reason = (
-                "required (STRICT_TOKEN_COUNTS is on)"
-                if rules.strict
-                else "required, or send the character count to estimate it"
-            )
-            errors.append(FieldError(field_name, reason))
-        counts[field_name] = value or 0
-    prompt, completion = counts["prompt_tokens"], counts["completion_tokens"]
-    if event.cached_tokens + event.cache_write_tokens > prompt:
+    if prompt is None or completion is None:
+        prompt, prompt_estimated = _count_or_estimate(
+            "prompt_tokens", prompt, event.prompt_chars, rules, errors
+        )
+        completion, completion_estimated = _count_or_estimate(
+            "completion_tokens", completion, event.completion_chars, rules, errors
+        )
+        estimated = prompt_estimated or completion_estimated
+    cached, cache_write, reasoning = (
+        event.cached_tokens,
+        event.cache_write_tokens,
+        event.reasoning_tokens,
+    )
+    if cached + cache_write > prompt:
         errors.append(
             FieldError("cached_tokens", "cached_tokens + cache_write_tokens exceed prompt_tokens")
         )
-    if event.reasoning_tokens > completion:
+    if reasoning > completion:
         errors.append(FieldError("reasoning_tokens", "exceeds completion_tokens"))
-    tokens = TokenCounts(
-        prompt, completion, event.cached_tokens, event.cache_write_tokens, event.reasoning_tokens
+    return TokenCounts(prompt, completion, cached, cache_write, reasoning), estimated
+
+
+def _count_or_estimate(
+    field_name: str,
+    count: int | None,
+    chars: int | None,
+    rules: EventRules,
+    errors: list[FieldError],
+) -> tuple[int, bool]:
+    """A token count as sent, or estimated from characters when strict mode is off."""
+    if count is not None:
+        return count, False
+    if not rules.strict and chars is not None:
+        return estimate_tokens(chars, rules.estimate_factor), True
+    reason = (
+        "required (STRICT_TOKEN_COUNTS is on)"
+        if rules.strict
+        else "required, or send the character count to estimate it"
     )
-    return tokens, estimated
+    errors.append(FieldError(field_name, reason))
+    return 0, False
 
 
 def estimate_tokens(chars: int, factor: float) -> int:
@@ -203,9 +220,8 @@ def estimate_tokens(chars: int, factor: float) -> int:
 def _timestamp(
     event: UsageEventIn, rules: EventRules, now: datetime, errors: list[FieldError]
 ) -> datetime:
-    if event.timestamp is None:
-        return now
     ts = event.timestamp
+    assert ts is not None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     try:
@@ -222,9 +238,7 @@ def _timestamp(
     return ts
 
 
-def _metadata(event: UsageEventIn, errors: list[FieldError]) -> str | None:
-    if not event.metadata:
-        return None
+def _metadata(event: UsageEventIn, errors: list[FieldError]) -> str:
     encoded = orjson.dumps(event.metadata, option=orjson.OPT_SORT_KEYS).decode()
     if len(encoded.encode()) > MAX_METADATA_BYTES:
         errors.append(FieldError("metadata", f"larger than {MAX_METADATA_BYTES} bytes"))

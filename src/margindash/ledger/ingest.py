@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,8 +30,8 @@ class EventResult:
     provider: str | None = None
     priced: bool = False
     estimated: bool = False
-    warnings: list[str] = field(default_factory=list)
-    errors: list[FieldError] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    errors: Sequence[FieldError] = ()
 
 
 @dataclass(slots=True)
@@ -141,7 +141,7 @@ def _result(event: CheckedEvent, quote: Quote) -> EventResult:
         provider=quote.provider,
         priced=quote.priced,
         estimated=event.estimated,
-        warnings=[*event.warnings, *quote.warnings],
+        warnings=event.warnings + quote.warnings,
     )
 
 

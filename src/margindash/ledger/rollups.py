@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine
 
 from margindash.db.bulk import BulkInsert
-from margindash.db.tables import ROLLUP_MEASURES
+from margindash.db.tables import ROLLUP_MEASURES, metadata
 
 
 @dataclass(slots=True)
@@ -131,7 +131,7 @@ def _statement(dialect: str, table: str, key: tuple[str, ...]) -> BulkInsert:
     )
     return BulkInsert(
         dialect=dialect,
-        table=table,
+        table=metadata.tables[table],
         columns=(*key, *ROLLUP_MEASURES),
         conflict=key,
         on_conflict="DO UPDATE SET " + ", ".join(updates),

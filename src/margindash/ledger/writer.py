@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from margindash.db.bulk import BulkInsert
 from margindash.db.engine import upsert
-from margindash.db.tables import ingest_stats
+from margindash.db.tables import ingest_stats, usage_events
 from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class EventRow:
 def _insert_events(dialect: str) -> BulkInsert:
     return BulkInsert(
         dialect=dialect,
-        table="usage_events",
+        table=usage_events,
         columns=USAGE_COLUMNS,
         conflict=("org_id", "request_id"),
         on_conflict="DO NOTHING",
