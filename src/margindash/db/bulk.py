@@ -3,8 +3,10 @@
 SQLAlchemy's per-row parameter processing costs more than the insert itself at tens of
 thousands of rows a second, so the ledger writer hands the driver ready values:
 
-- SQLite: multi-row `VALUES` statements in a few fixed sizes (`_SQLITE_CHUNKS`), so SQLite's
-  statement cache hits: compiling a 1,000-row statement costs about as much as running it.
+- SQLite: multi-row `VALUES` statements in a few fixed sizes (`_SQLITE_CHUNKS`) and one for
+  the few rows left over, so the statement cache hits for large statements (compiling a
+  1,000-row statement costs about as much as running it) and a small commit stays one
+  statement (each driver call releases the GIL, and getting it back can mean a wait).
   Dates and timestamps are converted the way SQLAlchemy stores them (`sqlite_value`), so
   `UTCDateTime` and the ORM-free readers read them back unchanged.
 - PostgreSQL: one `INSERT … SELECT * FROM unnest(array, …)` per chunk, a column per array. The
@@ -22,8 +24,8 @@ from sqlalchemy import Connection, Date, DateTime, Table
 from sqlalchemy.dialects import postgresql
 
 _SQLITE_MAX_VARIABLES = 32_766
-# Row counts per SQLite statement, largest first: any row count splits into few statements.
-_SQLITE_CHUNKS = (1024, 256, 64, 16, 4, 1)
+# Row counts per SQLite statement, largest first; fewer rows than the smallest go in one.
+_SQLITE_CHUNKS = (1024, 256, 64)
 _POSTGRES_CHUNK = 10_000
 
 
@@ -91,9 +93,14 @@ class BulkInsert:
             arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
             self._sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}){tail}"
 
-    def execute(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        """Insert the rows (tuples in column order); returns the RETURNING rows, if any."""
+    def execute(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> Any:
+        """Insert the rows (tuples in column order).
+
+        Returns the RETURNING rows if the statement has a RETURNING clause, else the number
+        of rows inserted or updated.
+        """
         returned: list[tuple[Any, ...]] = []
+        count = 0
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             for chunk in self._chunks(rows):
@@ -104,9 +111,11 @@ class BulkInsert:
                     cursor.execute(self._sql, [list(column) for column in zip(*chunk, strict=True)])
                 if self.returning:
                     returned.extend(tuple(r) for r in cursor.fetchall())
+                else:
+                    count += cursor.rowcount
         finally:
             cursor.close()
-        return returned
+        return returned if self.returning else count
 
     def _chunks(self, rows: Sequence[Sequence[Any]]) -> Iterator[Sequence[Sequence[Any]]]:
         if self.dialect != "sqlite":
@@ -118,6 +127,8 @@ class BulkInsert:
             while len(rows) - start >= size:
                 yield rows[start : start + size]
                 start += size
+        if start < len(rows):
+            yield rows[start:]
 
     def _sqlite_params(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
         if not self._converters:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -98,14 +99,23 @@ class EventRow:
 
 @cache
 def _insert_events(dialect: str) -> BulkInsert:
+    # SQLite finds duplicates first (`_stored_ids`): RETURNING would cost a driver call, and a
+    # wait for the GIL, per inserted row. PostgreSQL returns all rows in one round trip.
     return BulkInsert(
         dialect=dialect,
         table=usage_events,
         columns=USAGE_COLUMNS,
         conflict=("org_id", "request_id"),
         on_conflict="DO NOTHING",
-        returning=("org_id", "request_id"),
+        returning=("org_id", "request_id") if dialect == "postgresql" else (),
     )
+
+
+# One statement text for any number of ids (a JSON array), so SQLite compiles it once.
+_STORED_IDS = (
+    "SELECT request_id FROM usage_events "
+    "WHERE org_id = ? AND request_id IN (SELECT value FROM json_each(?))"
+)
 
 
 def write_events(conn: Connection, engine: Engine, rows: Sequence[EventRow]) -> list[bool]:
@@ -114,23 +124,65 @@ def write_events(conn: Connection, engine: Engine, rows: Sequence[EventRow]) -> 
     Returns, per row, whether it was stored (False: a duplicate). Within `rows`, the first
     occurrence of an (org, request_id) wins.
     """
+    if engine.dialect.name == "sqlite":
+        stored = _insert_sqlite(conn, rows)
+    else:
+        stored = _insert_returning(conn, engine, rows)
+    deltas = RollupDeltas()
+    for row, was_stored in zip(rows, stored, strict=True):
+        if was_stored:
+            deltas.add(row.key, row.measures)
+    deltas.write(conn, engine)
+    _count_duplicates(conn, engine, rows, stored)
+    return stored
+
+
+def _insert_returning(conn: Connection, engine: Engine, rows: Sequence[EventRow]) -> list[bool]:
     inserted: set[tuple[str, str]] = set()
     if rows:
         returned = _insert_events(engine.dialect.name).execute(conn, [r.params for r in rows])
         inserted = {(org_id, request_id) for org_id, request_id in returned}
-    deltas = RollupDeltas()
     stored: list[bool] = []
     for row in rows:
         ident = (row.params[0], row.params[1])
-        if ident in inserted:
-            inserted.discard(ident)  # later rows with the same id are duplicates
-            deltas.add(row.key, row.measures)
-            stored.append(True)
-        else:
-            stored.append(False)
-    deltas.write(conn, engine)
-    _count_duplicates(conn, engine, rows, stored)
+        stored.append(ident in inserted)
+        inserted.discard(ident)  # later rows with the same id are duplicates
     return stored
+
+
+def _insert_sqlite(conn: Connection, rows: Sequence[EventRow]) -> list[bool]:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    if not driver.in_transaction:
+        # Take the write lock before looking for duplicates, so none can appear in between.
+        driver.execute("BEGIN IMMEDIATE")
+    seen = _stored_ids(driver, rows)
+    stored: list[bool] = []
+    new: list[tuple[Any, ...]] = []
+    for row in rows:
+        ident = (row.params[0], row.params[1])
+        if ident in seen:
+            stored.append(False)
+        else:
+            seen.add(ident)
+            stored.append(True)
+            new.append(row.params)
+    written = _insert_events("sqlite").execute(conn, new)
+    if written != len(new):  # cannot happen under the write lock; never report a lost event
+        raise RuntimeError(f"expected to insert {len(new)} events, inserted {written}")
+    return stored
+
+
+def _stored_ids(driver: sqlite3.Connection, rows: Sequence[EventRow]) -> set[tuple[str, str]]:
+    """The (org, request_id) pairs of `rows` that are already stored."""
+    by_org: dict[str, list[str]] = {}
+    for row in rows:
+        by_org.setdefault(row.params[0], []).append(row.params[1])
+    found: set[tuple[str, str]] = set()
+    for org_id, request_ids in by_org.items():
+        cursor = driver.execute(_STORED_IDS, (org_id, orjson.dumps(request_ids).decode()))
+        found.update((org_id, request_id) for (request_id,) in cursor.fetchall())
+    return found
 
 
 def _count_duplicates(
