@@ -36,16 +36,32 @@ def format_cost(nanos: int | None) -> str | None:
 
 def format_money(nanos: int) -> str:
     """A report amount for JSON, rounded half-even to the cent (`"12480.00"`, never `"-0.00"`)."""
-    cents = Decimal(nanos).scaleb(-9).quantize(_CENT, rounding=ROUND_HALF_EVEN)
-    return str(cents if cents else abs(cents))
+    # Integer arithmetic rather than Decimal: a report formats tens of thousands of amounts.
+    cents, rest = divmod(nanos, NANOS_PER_CENT)
+    if rest and (2 * rest > NANOS_PER_CENT or (2 * rest == NANOS_PER_CENT and cents & 1)):
+        cents += 1
+    if cents < 0:
+        return f"-{-cents // 100}.{-cents % 100:02d}"
+    return f"{cents // 100}.{cents % 100:02d}"
 
 
 def margin_pct(revenue_nanos: int, cost_nanos: int) -> float | None:
     """Margin as a percentage of revenue, rounded to 2 decimals; None when revenue is 0."""
     if revenue_nanos == 0:
         return None
-    pct = Decimal(revenue_nanos - cost_nanos) * 100 / Decimal(revenue_nanos)
-    return float(pct.quantize(_CENT, rounding=ROUND_HALF_EVEN))
+    # Hundredths of a percent, exactly: (margin / revenue) x 10,000, rounded half-even.
+    return _divide_half_even((revenue_nanos - cost_nanos) * 10_000, revenue_nanos) / 100
+
+
+def _divide_half_even(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded to an integer, ties to even (exact, no floats)."""
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2):
+        quotient += 1
+    return quotient
 
 
 def split_evenly(total: int, parts: int) -> list[int]:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from margindash.ledger.ingest import EventResult, IngestReport
-from margindash.money import format_cost, format_money
+from margindash.money import format_cost, format_money, margin_pct
 from margindash.reports.pnl import PnlLine, PnlReport
 
 
@@ -142,20 +142,21 @@ def report_json(report: IngestReport, *, id_field: str = "request_id") -> dict[s
     }
 
 
-def line_json(line: PnlLine) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "revenue": format_money(line.revenue_nanos),
-        "cost": format_money(line.cost_nanos),
-        "margin": format_money(line.margin_nanos),
-        "margin_pct": line.margin_pct,
-        "events": line.events,
-        "prompt_tokens": line.prompt_tokens,
-        "completion_tokens": line.completion_tokens,
-        "cached_tokens": line.cached_tokens,
-        "reasoning_tokens": line.reasoning_tokens,
-        "unpriced_events": line.unpriced_events,
-        "estimated_events": line.estimated_events,
-    }
+def line_json(line: PnlLine, *, key: bool = False) -> dict[str, Any]:
+    """A P&L line for JSON; with `key`, the line's key comes first (report rows)."""
+    revenue, cost = line.revenue_nanos, line.cost_nanos
+    body: dict[str, Any] = {"key": line.key} if key else {}
+    body["revenue"] = format_money(revenue)
+    body["cost"] = format_money(cost)
+    body["margin"] = format_money(revenue - cost)
+    body["margin_pct"] = margin_pct(revenue, cost)
+    body["events"] = line.events
+    body["prompt_tokens"] = line.prompt_tokens
+    body["completion_tokens"] = line.completion_tokens
+    body["cached_tokens"] = line.cached_tokens
+    body["reasoning_tokens"] = line.reasoning_tokens
+    body["unpriced_events"] = line.unpriced_events
+    body["estimated_events"] = line.estimated_events
     if line.action is not None:
         body["action"] = line.action
         body["negative_months"] = line.negative_months
@@ -169,7 +170,7 @@ def pnl_json(report: PnlReport) -> dict[str, Any]:
         "currency": report.org.currency,
         "group_by": report.group_by,
         "totals": line_json(report.totals),
-        "rows": [{"key": line.key, **line_json(line)} for line in report.rows],
+        "rows": [line_json(line, key=True) for line in report.rows],
     }
     if report.group_by in ("feature", "model"):
         body["unallocated_revenue"] = format_money(report.unallocated_revenue_nanos)

@@ -6,12 +6,12 @@ Whole months are read from `monthly_rollups` and the loose days at the edges of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Table, and_, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Engine, Table, and_, cast, func, or_, select
 
 from margindash.db.tables import customer_months, daily_rollups, monthly_rollups
 from margindash.money import margin_pct
@@ -20,17 +20,18 @@ from margindash.reports.decisions import customer_action, negative_streak
 from margindash.reports.periods import add_months, split_range
 
 GROUPS = ("customer", "feature", "model", "day", "month")
+# The summed columns, in `PnlLine`'s field order: a query row builds a line in one call.
 _SUMMED = (
+    "revenue_nanos",
+    "cost_nanos",
     "events",
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
-    "cost_nanos",
     "unpriced_events",
     "estimated_events",
-    "revenue_nanos",
 )
 _STREAK_LOOKBACK_MONTHS = 24
 
@@ -61,24 +62,34 @@ class PnlLine:
     def margin_pct(self) -> float | None:
         return margin_pct(self.revenue_nanos, self.cost_nanos)
 
-    def add(self, values: Any) -> None:
-        """Add a row of sums in `_SUMMED` order (a query row after its key, or another line)."""
-        if isinstance(values, PnlLine):
-            values = [getattr(values, name) for name in _SUMMED]
-        # Spelled out: this runs once per customer row, 10,000s of times per report.
-        events, prompt, completion, cached, cache_write, reasoning, cost, unpriced, est, rev = (
-            int(v or 0) for v in values
+    def add(self, values: Sequence[Any]) -> None:
+        """Add a row of sums in `_SUMMED` order (a query row after its key)."""
+        rev, cost, events, prompt, completion, cached, cache_write, reasoning, unpriced, est = (
+            values
         )
-        self.events += events
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
-        self.cached_tokens += cached
-        self.cache_write_tokens += cache_write
-        self.reasoning_tokens += reasoning
-        self.cost_nanos += cost
-        self.unpriced_events += unpriced
-        self.estimated_events += est
-        self.revenue_nanos += rev
+        self.events += events or 0
+        self.prompt_tokens += prompt or 0
+        self.completion_tokens += completion or 0
+        self.cached_tokens += cached or 0
+        self.cache_write_tokens += cache_write or 0
+        self.reasoning_tokens += reasoning or 0
+        self.cost_nanos += cost or 0
+        self.unpriced_events += unpriced or 0
+        self.estimated_events += est or 0
+        self.revenue_nanos += rev or 0
+
+    def add_line(self, other: PnlLine) -> None:
+        """Add another line's sums (totals over the rows)."""
+        self.events += other.events
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.cost_nanos += other.cost_nanos
+        self.unpriced_events += other.unpriced_events
+        self.estimated_events += other.estimated_events
+        self.revenue_nanos += other.revenue_nanos
 
 
 @dataclass(slots=True)
@@ -132,18 +143,19 @@ def get_pnl(
     lines: dict[str, PnlLine] = {}
     with engine.connect() as conn:
         for query in _queries(org.id, date_from, date_to, group_by, filters):
-            for row in conn.execute(query):
-                key = _key(row.key, group_by)
+            for row in conn.execute(query).all():
+                key = _key(row[0], group_by)
                 line = lines.get(key)
                 if line is None:
-                    line = lines[key] = PnlLine(key)
-                line.add(row[1:])
+                    lines[key] = PnlLine(key, *row[1:])
+                else:
+                    line.add(row[1:])
         streaks = _negative_months(conn, org.id, date_to, filters) if group_by == "customer" else {}
     # Rows emptied by re-pricing (events moved to another model) are not worth showing.
     lines = {k: v for k, v in lines.items() if v.events or v.revenue_nanos or v.cost_nanos}
     totals = PnlLine("total")
     for line in lines.values():
-        totals.add(line)
+        totals.add_line(line)
     report = PnlReport(org, date_from, date_to, group_by, totals)
     if group_by in ("feature", "model"):
         unallocated = lines.pop("", None)
@@ -168,9 +180,14 @@ def _queries(
         months, loose = split_range(date_from, date_to)
     if months:
         whole = _month_table(group_by, filters)
-        yield _grouped(
-            whole, group_by, [whole.c.org_id == org_id, whole.c.month.in_(months)], filters
-        )
+        where = [whole.c.org_id == org_id, whole.c.month.in_(months)]
+        if whole is customer_months and group_by == "customer" and len(months) == 1:
+            # One row per customer already (the primary key): nothing to add up.
+            yield select(whole.c.customer_id.label("key"), *(whole.c[n] for n in _SUMMED)).where(
+                *where, *filters.clauses(whole)
+            )
+        else:
+            yield _grouped(whole, group_by, where, filters)
     if loose:
         days = or_(*(daily_rollups.c.day.between(a, b) for a, b in loose))
         yield _grouped(daily_rollups, group_by, [daily_rollups.c.org_id == org_id, days], filters)
@@ -189,13 +206,16 @@ def _grouped(
     period = table.c.day if table is daily_rollups else table.c.month
     columns = {"customer": "customer_id", "feature": "feature", "model": "model"}
     key = period if group_by in ("day", "month") else table.c[columns[group_by]]
-    sums = [func.sum(table.c[name]).label(name) for name in _SUMMED]
+    # Cast: PostgreSQL sums bigints as numeric (Decimal in Python); integers stay integers.
+    sums = [cast(func.sum(table.c[name]), BigInteger).label(name) for name in _SUMMED]
     return (
         select(key.label("key"), *sums).where(and_(*where, *filters.clauses(table))).group_by(key)
     )
 
 
 def _key(value: Any, group_by: str) -> str:
+    if isinstance(value, str) and group_by != "month":
+        return value
     if group_by == "month":
         return value.strftime("%Y-%m") if isinstance(value, date) else str(value)[:7]
     if isinstance(value, date):
@@ -216,17 +236,21 @@ def _negative_months(conn: Any, org_id: str, date_to: date, filters: PnlFilter) 
     """Consecutive negative-margin calendar months per customer, up to `date_to`'s month."""
     last = date_to.replace(day=1)
     t = _month_table("customer", filters)
-    margin = func.sum(t.c.revenue_nanos) - func.sum(t.c.cost_nanos)
-    query = (
-        select(t.c.customer_id, t.c.month)
-        .where(
-            t.c.org_id == org_id,
-            t.c.month.between(add_months(last, -_STREAK_LOOKBACK_MONTHS), last),
-            *filters.clauses(t),
+    where = [
+        t.c.org_id == org_id,
+        t.c.month.between(add_months(last, -_STREAK_LOOKBACK_MONTHS), last),
+        *filters.clauses(t),
+    ]
+    if t is customer_months:  # one row per customer and month: no need to add up
+        query = select(t.c.customer_id, t.c.month).where(*where, t.c.revenue_nanos < t.c.cost_nanos)
+    else:
+        margin = func.sum(t.c.revenue_nanos) - func.sum(t.c.cost_nanos)
+        query = (
+            select(t.c.customer_id, t.c.month)
+            .where(*where)
+            .group_by(t.c.customer_id, t.c.month)
+            .having(margin < 0)
         )
-        .group_by(t.c.customer_id, t.c.month)
-        .having(margin < 0)
-    )
     negative: dict[str, set[tuple[int, int]]] = {}
     for row in conn.execute(query):
         month = row.month if isinstance(row.month, date) else date.fromisoformat(str(row.month))

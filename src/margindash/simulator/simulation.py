@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from margindash.money import NANOS_PER_UNIT
 from margindash.orgs.service import Org
 from margindash.pricing.catalogue import Catalogue
+from margindash.runtime import gc_paused
 from margindash.simulator.effects import CustomerEffect, Roi, customer_effects, payback
 from margindash.simulator.models import CAPABILITY_FLAGS, ModelDirectory, SimModel, lacks
 from margindash.simulator.quality import QualityBook, load_quality_book
@@ -179,6 +180,7 @@ def intelligence_per_dollar(quality: float | None, cost_nanos: int) -> float | N
     return quality * NANOS_PER_UNIT / cost_nanos
 
 
+@gc_paused()
 def simulate(
     engine: Engine,
     *,

@@ -14,6 +14,7 @@ from margindash.api.schemas import ERROR_RESPONSES, PnlResponse, line_json, pnl_
 from margindash.orgs.service import Org
 from margindash.reports.periods import parse_month, this_month
 from margindash.reports.pnl import PnlFilter, get_customer_pnl, get_pnl
+from margindash.runtime import gc_paused
 
 router = APIRouter(prefix="/v1", tags=["pnl"])
 
@@ -69,16 +70,17 @@ def pnl(
     model: Annotated[str | None, Query(max_length=255)] = None,
 ) -> Response:
     start, end = resolve_period(caller.org, date_from, date_to, month)
-    report = get_pnl(
-        services.engine,
-        org=caller.org,
-        date_from=start,
-        date_to=end,
-        group_by=group_by,
-        filters=PnlFilter(customer_id, feature, model),
-        watch_pct=services.settings.watch_margin_pct,
-    )
-    return json_response(pnl_json(report))
+    with gc_paused():
+        report = get_pnl(
+            services.engine,
+            org=caller.org,
+            date_from=start,
+            date_to=end,
+            group_by=group_by,
+            filters=PnlFilter(customer_id, feature, model),
+            watch_pct=services.settings.watch_margin_pct,
+        )
+        return json_response(pnl_json(report))
 
 
 @router.get(
@@ -111,7 +113,7 @@ def customer_pnl(
             "currency": caller.org.currency,
             "totals": line_json(found.totals),
             **{
-                name: [{"key": line.key, **line_json(line)} for line in lines]
+                name: [line_json(line, key=True) for line in lines]
                 for name, lines in (
                     ("months", found.months),
                     ("features", found.features),
