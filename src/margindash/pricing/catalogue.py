@@ -10,7 +10,7 @@ multiplications (genai-prices' own `calc_price` is ~60x slower). Prices that do 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from importlib.metadata import version
@@ -100,24 +100,50 @@ class CompiledPrice:
     output: PicoPrice | None
     reasoning: PicoPrice | None
     per_request: int
+    # Without tiers: (input, cache read, cache write, output, reasoning) as charged, with the
+    # fallbacks of `cost_picos` already applied, so most calls cost five multiplications.
+    flat: tuple[int, int, int, int, int] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        prices = (self.input, self.cache_read, self.cache_write, self.output, self.reasoning)
+        if any(isinstance(p, TieredPico) for p in prices):
+            return
+        input_price, output = self.input or 0, self.output or 0
+        flat = (
+            input_price,
+            input_price if self.cache_read is None else self.cache_read,
+            input_price if self.cache_write is None else self.cache_write,
+            output,
+            output if self.reasoning is None else self.reasoning,
+        )
+        object.__setattr__(self, "flat", flat)
 
     def cost_picos(self, tokens: TokenCounts) -> int:
         """The cost of a call in pico-USD (exact)."""
-        total_input = tokens.prompt
-        input_price = _at(self.input, total_input)
-        cache_read = _at(self.cache_read, total_input)
-        cache_write = _at(self.cache_write, total_input)
-        output = _at(self.output, total_input)
-        reasoning = _at(self.reasoning, total_input)
-        uncached = tokens.prompt - tokens.cached - tokens.cache_write
-        cost = uncached * input_price + self.per_request
+        prompt, completion, cached, cache_write, reasoning = tokens
+        if self.flat is not None:
+            input_price, read, write, output, thinking = self.flat
+            return (
+                (prompt - cached - cache_write) * input_price
+                + cached * read
+                + cache_write * write
+                + (completion - reasoning) * output
+                + reasoning * thinking
+                + self.per_request
+            )
+        input_price = _at(self.input, prompt)
+        cache_read = _at(self.cache_read, prompt)
+        cache_write_price = _at(self.cache_write, prompt)
+        output = _at(self.output, prompt)
+        reasoning_price = _at(self.reasoning, prompt)
+        cost = (prompt - cached - cache_write) * input_price + self.per_request
         # Unpriced cache reads/writes are charged as ordinary input, as genai-prices does.
-        cost += tokens.cached * (cache_read if self.cache_read is not None else input_price)
-        cost += tokens.cache_write * (cache_write if self.cache_write is not None else input_price)
+        cost += cached * (cache_read if self.cache_read is not None else input_price)
+        cost += cache_write * (cache_write_price if self.cache_write is not None else input_price)
         if self.reasoning is not None:
-            cost += (tokens.completion - tokens.reasoning) * output + tokens.reasoning * reasoning
+            cost += (completion - reasoning) * output + reasoning * reasoning_price
         else:
-            cost += tokens.completion * output
+            cost += completion * output
         return cost
 
 

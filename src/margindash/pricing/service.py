@@ -4,26 +4,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Engine
 
-from margindash.pricing.catalogue import Catalogue, Rate, TokenCounts, priced_per_token
+from margindash.pricing.catalogue import (
+    Catalogue,
+    CompiledPrice,
+    Rate,
+    TokenCounts,
+    picos_to_nanos,
+    priced_per_token,
+)
 from margindash.pricing.history import CatalogueHistory, LiveCatalogue
 from margindash.pricing.metrics import watch_catalogue
 from margindash.pricing.normalise import canonical_name, provider_id
 from margindash.pricing.overrides import CustomPrice, Discount, OrgPricingRules, RulesCache
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """The outcome of pricing one event. `cost_nanos` None means unpriced — never $0."""
+class Quote(NamedTuple):
+    """The outcome of pricing one event. `cost_nanos` None means unpriced — never $0.
+
+    A tuple rather than a frozen dataclass: one is built per priced event.
+    """
 
     model: str
     provider: str | None
     cost_nanos: int | None
     price_source: str | None
     price_ref: str | None
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = ()
 
     @property
     def priced(self) -> bool:
@@ -100,12 +110,21 @@ class PricePlan:
     rate: Rate | None = None
     discount: Discount | None = None
     warnings: tuple[str, ...] = ()  # why it is unpriced (neither `custom` nor `rate`)
+    # The catalogue price in pico-USD when nothing else applies (the common case).
+    plain: CompiledPrice | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.custom is None and self.discount is None and self.rate is not None:
+            object.__setattr__(self, "plain", self.rate.compiled)
 
     @property
     def cacheable(self) -> bool:
         return self.rate is None or not self.rate.timed
 
     def quote(self, tokens: TokenCounts) -> Quote:
+        if self.plain is not None:
+            cost = picos_to_nanos(self.plain.cost_picos(tokens))
+            return Quote(self.model, self.provider, cost, self.source, self.ref)
         if self.custom is not None:
             cost = self.custom.cost_nanos(tokens)
         elif self.rate is not None:
