@@ -9,7 +9,13 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, case, func, select
 
-from margindash.db.tables import daily_rollups, monthly_rollups, repricing_runs, usage_events
+from margindash.db.tables import (
+    customer_months,
+    daily_rollups,
+    monthly_rollups,
+    repricing_runs,
+    usage_events,
+)
 from margindash.ledger.repricing import RepriceScope, list_repricings, reprice_events
 from margindash.pricing.overrides import add_override, delete_override
 from margindash.pricing.service import Pricer
@@ -96,6 +102,28 @@ def assert_rollups_match_events(engine: Engine) -> None:
                 for i, value in enumerate(values):
                     total[i] += int(value)
             assert stored == {k: tuple(v) for k, v in expected.items()}, period
+        # The per-customer month totals that P&L by customer reads.
+        c = customer_months
+        per_customer = {
+            (row[0], row[1]): tuple(row[2:])
+            for row in conn.execute(
+                select(
+                    c.c.month,
+                    c.c.customer_id,
+                    c.c.events,
+                    c.c.cost_nanos,
+                    c.c.prompt_tokens,
+                    c.c.revenue_nanos,
+                    c.c.unpriced_events,
+                ).where(c.c.events != 0)
+            )
+        }
+        by_customer: dict[tuple[Any, ...], list[int]] = {}
+        for (day, customer, _model), values in events.items():
+            total = by_customer.setdefault((day.replace(day=1), customer), [0, 0, 0, 0, 0])
+            for i, value in enumerate(values):
+                total[i] += int(value)
+        assert per_customer == {k: tuple(v) for k, v in by_customer.items()}, "customer_months"
 
 
 def test_dry_run_writes_nothing_and_shows_each_customer_and_model(

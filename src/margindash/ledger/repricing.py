@@ -382,14 +382,21 @@ class _RollupMoves:
         if not self.in_place:
             return
         monthly: dict[RollupKey, list[int]] = {}
+        customers: dict[tuple[Any, ...], list[int]] = {}
         for key, (cost, unpriced) in self.in_place.items():
-            month = monthly.setdefault(key._replace(day=key.day.replace(day=1)), [0, 0])
-            month[0] += cost
-            month[1] += unpriced
+            first = key.day.replace(day=1)
+            for target, target_key in (
+                (monthly, key._replace(day=first)),
+                (customers, (key.org_id, first, key.customer_id)),
+            ):
+                change = target.setdefault(target_key, [0, 0])
+                change[0] += cost
+                change[1] += unpriced
         sqlite = engine.dialect.name == "sqlite"
-        for table, period, changes in (
-            ("daily_rollups", "day", self.in_place),
-            ("monthly_rollups", "month", monthly),
+        for table, period, changes, keyed in (
+            ("daily_rollups", "day", self.in_place, _DETAIL),
+            ("monthly_rollups", "month", monthly, _DETAIL),
+            ("customer_months", "month", customers, _CUSTOMER),
         ):
             # SQLite stores the day as text; PostgreSQL has concurrent writers, which must lock
             # rows in one order (SQLite has a single writer, so it skips the sort).
@@ -399,15 +406,17 @@ class _RollupMoves:
                 for (org, day, *rest), (cost, unpriced) in items
             ]
             sql = _IN_PLACE.format(table=table, period=period, p="?" if sqlite else "%s")
-            _update_existing(conn, sql, rows)
+            _update_existing(conn, sql + keyed.format(p="?" if sqlite else "%s"), rows)
 
 
 # The rows exist (they count these events), so an UPDATE is enough, and cheaper than upserting
 # every measure.
 _IN_PLACE = (
     "UPDATE {table} SET cost_nanos = cost_nanos + {p}, unpriced_events = unpriced_events + {p} "
-    "WHERE org_id = {p} AND {period} = {p} AND customer_id = {p} AND feature = {p} AND model = {p}"
+    "WHERE org_id = {p} AND {period} = {p} AND customer_id = {p}"
 )
+_DETAIL = " AND feature = {p} AND model = {p}"
+_CUSTOMER = ""
 
 
 def _update_existing(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
