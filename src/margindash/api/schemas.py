@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
 from margindash.ledger.ingest import EventResult, IngestReport
 from margindash.money import format_cost, format_money, margin_pct
 from margindash.reports.pnl import PnlLine, PnlReport
+
+# A database id in a path: anything past a signed 64-bit integer cannot exist (404 would need a
+# query the driver refuses), so it is a 422 like any other invalid value.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class FieldProblem(BaseModel):

@@ -43,6 +43,9 @@ _UPDATE = (
 )
 
 
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9998, 12, 31)
+
+
 @dataclass(frozen=True, slots=True)
 class RepriceScope:
     """Which of an org's events to re-price."""
@@ -55,6 +58,10 @@ class RepriceScope:
     def __post_init__(self) -> None:
         if self.date_from and self.date_to and self.date_to < self.date_from:
             raise ValueError("to: must not be before from")
+        # Org-local days become UTC instants a day apart: stay clear of `datetime`'s ends.
+        for name, day in (("from", self.date_from), ("to", self.date_to)):
+            if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+                raise ValueError(f"{name}: outside {EARLIEST_DAY} to {LATEST_DAY}")
 
 
 @dataclass(slots=True)
@@ -381,7 +388,7 @@ class _RollupMoves:
         self.moved.write(conn, engine)
         if not self.in_place:
             return
-        monthly: dict[RollupKey, list[int]] = {}
+        monthly: dict[tuple[Any, ...], list[int]] = {}
         customers: dict[tuple[Any, ...], list[int]] = {}
         for key, (cost, unpriced) in self.in_place.items():
             first = key.day.replace(day=1)

@@ -120,6 +120,11 @@ class OrgPricingRules:
         return best
 
 
+# $100,000 per 1M tokens is hundreds of times any real model's price, and keeps the largest
+# call's cost (10M tokens) and the rollups that add such costs inside 64-bit integers.
+MAX_PRICE_PER_MTOK = 100_000
+
+
 def parse_price_per_mtok(value: str | Decimal | None, field_name: str) -> int | None:
     """A USD price per 1M tokens as integer nano-USD per 1M tokens (exact, non-negative)."""
     if value is None:
@@ -130,6 +135,8 @@ def parse_price_per_mtok(value: str | Decimal | None, field_name: str) -> int | 
         raise ValueError(f"{field_name}: not a decimal number") from exc
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"{field_name}: must be a non-negative number")
+    if amount > MAX_PRICE_PER_MTOK:
+        raise ValueError(f"{field_name}: at most {MAX_PRICE_PER_MTOK} USD per 1M tokens")
     nanos = amount * 1_000_000_000
     if nanos != nanos.to_integral_value():
         raise ValueError(f"{field_name}: at most 9 decimal places")

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from margindash.api.body import read_json
 from margindash.api.deps import AdminCaller, Caller, ReadCaller, Services, ServicesDep
 from margindash.api.errors import ApiError, invalid_field, json_response
-from margindash.api.schemas import ERROR_RESPONSES
+from margindash.api.schemas import ERROR_RESPONSES, RowId
 from margindash.ledger.repricing import (
     RepriceScope,
     RepriceSummary,
@@ -156,7 +156,10 @@ def get_model_price(
     provider: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     when = at or datetime.now(UTC)
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    try:
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable instant
+        raise invalid_field("at", "out of range") from None
     pricer = services.pricer
     # The price of one million input and output tokens, through the org's own rules too.
     quote = pricer.price(
@@ -321,7 +324,7 @@ def get_snapshots(
     responses=ERROR_RESPONSES,
     summary="A snapshot and what it changed",
 )
-def get_snapshot(snapshot_id: int, caller: ReadCaller, services: ServicesDep) -> Response:
+def get_snapshot(snapshot_id: RowId, caller: ReadCaller, services: ServicesDep) -> Response:
     try:
         changes = stored_changes(services.engine, snapshot_id)
         with services.engine.connect() as conn:
@@ -396,7 +399,7 @@ def get_aliases(caller: ReadCaller, services: ServicesDep) -> Response:
 
 
 @router.delete("/pricing/aliases/{alias_id}", responses=ERROR_RESPONSES, summary="Remove an alias")
-def remove_alias(alias_id: int, caller: AdminCaller, services: ServicesDep) -> Response:
+def remove_alias(alias_id: RowId, caller: AdminCaller, services: ServicesDep) -> Response:
     if not delete_alias(services.engine, org_id=caller.org.id, alias_id=alias_id):
         raise _not_found("alias")
     services.pricer.rules.invalidate(caller.org.id)
@@ -485,7 +488,7 @@ def get_overrides(
     responses=ERROR_RESPONSES,
     summary="Stop using a custom price or discount (priced events keep their cost)",
 )
-def remove_override(override_id: int, caller: AdminCaller, services: ServicesDep) -> Response:
+def remove_override(override_id: RowId, caller: AdminCaller, services: ServicesDep) -> Response:
     if not delete_override(services.engine, org_id=caller.org.id, override_id=override_id):
         raise _not_found("override")
     services.pricer.rules.invalidate(caller.org.id)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from margindash.api.schemas import RowId
 from margindash.ledger.repricing import reprice_unpriced
 from margindash.pricing.overrides import (
     ALWAYS,
@@ -176,7 +177,7 @@ async def new_override(
 
 
 @router.post("/pricing/aliases/{alias_id}/delete")
-def remove_alias(alias_id: int, page: AdminPageDep) -> Response:
+def remove_alias(alias_id: RowId, page: AdminPageDep) -> Response:
     if not delete_alias(page.services.engine, org_id=page.org.id, alias_id=alias_id):
         raise PageError(404, "No such alias", "That alias does not exist (any more).")
     page.services.pricer.rules.invalidate(page.org.id)
@@ -184,7 +185,7 @@ def remove_alias(alias_id: int, page: AdminPageDep) -> Response:
 
 
 @router.post("/pricing/overrides/{override_id}/delete")
-def remove_override(override_id: int, page: AdminPageDep) -> Response:
+def remove_override(override_id: RowId, page: AdminPageDep) -> Response:
     if not delete_override(page.services.engine, org_id=page.org.id, override_id=override_id):
         raise PageError(404, "No such price rule", "That price rule does not exist (any more).")
     page.services.pricer.rules.invalidate(page.org.id)
