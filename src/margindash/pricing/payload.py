@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, time
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.metadata import version
 from typing import Any
 
@@ -50,6 +50,7 @@ class CataloguePayload:
         return zlib.compress(self.canonical, 6)
 
 
+@cache  # the installed version cannot change while the process runs; reading it parses files
 def bundled_label() -> str:
     """How the data bundled with the installed genai-prices is named as a source."""
     return f"genai-prices {version('genai-prices')} (bundled)"
