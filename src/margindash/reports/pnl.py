@@ -150,7 +150,9 @@ def get_pnl(
                     lines[key] = PnlLine(key, *row[1:])
                 else:
                     line.add(row[1:])
-        streaks = _negative_months(conn, org.id, date_to, filters) if group_by == "customer" else {}
+        streaks = (
+            negative_month_streaks(conn, org.id, date_to, filters) if group_by == "customer" else {}
+        )
     # Rows emptied by re-pricing (events moved to another model) are not worth showing.
     lines = {k: v for k, v in lines.items() if v.events or v.revenue_nanos or v.cost_nanos}
     totals = PnlLine("total")
@@ -232,7 +234,9 @@ def _ordered(lines: Iterable[PnlLine], group_by: str) -> list[PnlLine]:
     return sorted(lines, key=lambda line: (-line.cost_nanos, line.key))
 
 
-def _negative_months(conn: Any, org_id: str, date_to: date, filters: PnlFilter) -> dict[str, int]:
+def negative_month_streaks(
+    conn: Any, org_id: str, date_to: date, filters: PnlFilter
+) -> dict[str, int]:
     """Consecutive negative-margin calendar months per customer, up to `date_to`'s month."""
     last = date_to.replace(day=1)
     t = _month_table("customer", filters)

@@ -20,7 +20,7 @@ from margindash.money import margin_pct, to_nanos
 from margindash.orgs.service import Org
 from margindash.reports.decisions import customer_action
 from margindash.reports.periods import split_range
-from margindash.reports.pnl import PnlFilter, _negative_months
+from margindash.reports.pnl import PnlFilter, negative_month_streaks
 from margindash.simulator.repricing import round_div
 from margindash.simulator.usage import PeriodUsage
 
@@ -165,7 +165,7 @@ def customer_effects(
     """Every customer's margin before and after the rows' best swaps, and the payback."""
     with engine.connect() as conn:
         # The P&L's own count of consecutive negative months (the brief's rule).
-        streaks = _negative_months(
+        streaks = negative_month_streaks(
             conn, org.id, options.date_to, PnlFilter(customer_id=options.customer_id)
         )
     effects = {

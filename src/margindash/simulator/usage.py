@@ -113,7 +113,7 @@ def read_usage(
                 unpriced,
                 revenue,
                 biggest,
-            ) in conn.execute(query):
+            ) in conn.execute(query).all():
                 totals = customers.get(customer)
                 if totals is None:
                     totals = customers[customer] = CustomerTotals()
