@@ -25,6 +25,7 @@ from margindash.ledger.ingest import UsageIngestor, event_rules
 from margindash.ledger.revenue import RevenueIn
 from margindash.ledger.writer import LedgerWriter
 from margindash.pricing.service import Pricer
+from margindash.runtime import freeze_startup_objects, unfreeze_startup_objects
 from margindash.simulator.request import SimulateIn
 from margindash.web import install_dashboard
 
@@ -55,9 +56,12 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         budget_evaluator.start()
         if run_jobs:
             scheduler.start()
+        services.pricer.catalogue  # noqa: B018  (loaded now, so it is frozen with the rest)
+        freeze_startup_objects()
         try:
             yield
         finally:
+            unfreeze_startup_objects()
             scheduler.stop()
             writer.stop()
             budget_evaluator.stop()

@@ -73,8 +73,7 @@ class Services:
 
 async def get_services(request: Request) -> Services:
     # `async`: FastAPI runs plain `def` dependencies in a thread pool, per request.
-    services: Services = request.app.state.services
-    return services
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -121,16 +120,27 @@ def _authenticate(request: Request, services: Services, scope: str) -> Caller:
     return _caller(services, key, scope)
 
 
+async def authenticate(request: Request, services: Services, scope: str) -> Caller:
+    """The caller of `request` if its key has `scope` (401/403/429 otherwise)."""
+    # Cached keys and orgs are answered on the event loop (a thread-pool hop per request
+    # costs more than the check); anything that needs the database goes to a thread.
+    key = KEY_CACHE.peek(_secret(request))
+    if key is not False and (key is None or services.cached_org(key.org_id)):
+        return _caller(services, key, scope)
+    return await run_in_threadpool(_authenticate, request, services, scope)
+
+
+def services_of(request: Request) -> Services:
+    """The process's services, without going through dependency injection."""
+    services: Services = request.app.state.services
+    return services
+
+
 def require(scope: str):  # type: ignore[no-untyped-def]
     """A dependency that authenticates the caller and checks the key's scope."""
 
     async def dependency(request: Request, services: ServicesDep) -> Caller:
-        # Cached keys and orgs are answered on the event loop (a thread-pool hop per request
-        # costs more than the check); anything that needs the database goes to a thread.
-        key = KEY_CACHE.peek(_secret(request))
-        if key is not False and (key is None or services.cached_org(key.org_id)):
-            return _caller(services, key, scope)
-        return await run_in_threadpool(_authenticate, request, services, scope)
+        return await authenticate(request, services, scope)
 
     return Depends(dependency)
 
