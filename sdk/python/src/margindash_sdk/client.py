@@ -121,23 +121,32 @@ class MarginDash:
                 "model_name": model,
                 "timestamp": time.time() if timestamp is None else _rfc3339(timestamp),
             }
-            optional = {
-                "customer_id": customer_id,
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "feature": feature,
-                "cached_tokens": cached_tokens,
-                "cache_write_tokens": cache_write_tokens,
-                "reasoning_tokens": reasoning_tokens,
-                "revenue_amount_cents": revenue_amount_cents,
-                "provider": provider,
-                "prompt_chars": prompt_chars,
-                "completion_chars": completion_chars,
-            }
-            # Fields left out, not sent as null: the server then applies its defaults.
-            event.update((name, value) for name, value in optional.items() if value is not None)
+            # Spelled out, not a dict filtered in a loop: track() runs on every LLM call of the
+            # host app, and this form costs a fraction of the loop (fields left out, not null).
+            if customer_id is not None:
+                event["customer_id"] = customer_id
+            if prompt_tokens is not None:
+                event["prompt_tokens"] = prompt_tokens
+            if completion_tokens is not None:
+                event["completion_tokens"] = completion_tokens
+            if feature is not None:
+                event["feature"] = feature
+            if cached_tokens is not None:
+                event["cached_tokens"] = cached_tokens
+            if cache_write_tokens is not None:
+                event["cache_write_tokens"] = cache_write_tokens
+            if reasoning_tokens is not None:
+                event["reasoning_tokens"] = reasoning_tokens
+            if revenue_amount_cents is not None:
+                event["revenue_amount_cents"] = revenue_amount_cents
+            if provider is not None:
+                event["provider"] = provider
             if metadata:
                 event["metadata"] = dict(metadata)
+            if prompt_chars is not None:
+                event["prompt_chars"] = prompt_chars
+            if completion_chars is not None:
+                event["completion_chars"] = completion_chars
             return rid if worker.submit("usage", event) else None
         except Exception as exc:
             self._internal_error(exc, "track")
