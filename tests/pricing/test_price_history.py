@@ -3,7 +3,7 @@ change applies from its effective date without rewriting what is stored."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -142,3 +142,31 @@ def test_models_list_the_date_each_price_was_checked(
     changed = next(m for m in listed["models"] if m["model"] == "gpt-4o")
     assert changed["effective_from"] == V1_AT.date().isoformat()  # web search prices dropped
     assert date.fromisoformat(listed["last_sync"][:10]) == V2_AT.date()
+
+
+def test_repricing_applies_a_new_catalogue_from_its_instant_not_its_day(
+    client: TestClient, engine: Engine, tenant: Tenant, prices_server: CatalogueServer
+) -> None:
+    sync_at(client, engine, prices_server, V1_AT)
+    noon = datetime.combine(V2_AT.date(), time(12), UTC)
+    ingest(client, tenant, usage("morning", noon - timedelta(minutes=1)))
+    ingest(client, tenant, usage("afternoon", noon + timedelta(minutes=1)))
+    cheaper = catalogue_doc()
+    set_price(cheaper, "openai", "gpt-3.5-turbo", "input_mtok", 0.45)
+    prices_server.serve(cheaper)
+    sync_at(client, engine, prices_server, noon)
+    # Stored costs stay until someone re-prices; then each event gets the price of its instant.
+    assert (cost_of(client, tenant, "morning"), cost_of(client, tenant, "afternoon")) == (
+        "0.50",
+        "0.50",
+    )
+    day = noon.date().isoformat()
+    response = client.post(
+        "/v1/pricing/reprice", json={"from": day, "to": day}, headers=tenant.admin
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["changed_events"] == 1
+    assert (cost_of(client, tenant, "morning"), cost_of(client, tenant, "afternoon")) == (
+        "0.50",
+        "0.45",
+    )

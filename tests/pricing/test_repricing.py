@@ -3,7 +3,7 @@ range, moves their rollups, and is recorded."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -284,3 +284,57 @@ def test_bad_reprice_requests_name_the_field_and_write_nothing(
     assert db_state(engine) == before
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(repricing_runs)).scalar_one() == 0
+
+
+def test_an_alias_moves_unpriced_events_to_the_model_it_names(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    load_events(client, tenant)
+    client.post(
+        "/v1/pricing/aliases",
+        json={"alias": "acme-llama", "model": "gpt-4o-mini"},
+        headers=tenant.admin,
+    ).raise_for_status()
+    # Adding the alias re-priced the events it covers.
+    (run,) = list_repricings(engine, org=tenant.org)
+    assert (run.scope, run.examined_events, run.changed_events) == ("unpriced", 5, 5)
+    assert run.by_model["gpt-4o-mini"]["cost_after"] == 5 * 210_000_000
+    with engine.connect() as conn:
+        models = set(conn.scalars(select(usage_events.c.model)))
+    assert models == {"gpt-4o", "gpt-4o-mini"}
+    assert_rollups_match_events(engine)
+
+
+def test_each_event_is_repriced_at_its_own_instant_within_a_day(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    """DeepSeek's off-peak price starts at 16:30 UTC: one day holds two prices, and re-pricing
+    must not carry the first event's price over to the second."""
+    day = DAYS[0]
+    events = [
+        {
+            "request_id": f"ds-{hour}",
+            "customer_id": "acme",
+            "model_name": "deepseek-chat",
+            "prompt_tokens": 1_000_000,
+            "completion_tokens": 100_000,
+            "timestamp": datetime.combine(day, time(hour, 0), UTC).isoformat(),
+            "revenue_amount_cents": 5,
+        }
+        for hour in (15, 17)
+    ]
+    client.post("/v1/usage", json={"events": events}, headers=tenant.ingest).raise_for_status()
+    before = costs(engine)
+    assert before["ds-15"] != before["ds-17"]  # the off-peak price is lower
+    add_override(engine, org_id=tenant.org.id, model=None, provider="deepseek", discount_pct="10")
+    reprice_events(
+        Pricer(engine),
+        org=tenant.org,
+        scope=RepriceScope(date_from=day, date_to=day),
+        actor="t",
+        reason="discount",
+    )
+    after = costs(engine)
+    for request_id in ("ds-15", "ds-17"):
+        assert after[request_id] == before[request_id] * 9 // 10  # type: ignore[operator]
+    assert_rollups_match_events(engine)

@@ -15,31 +15,26 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, TextClause, bindparam, select, text, update
 
-from margindash.db.bulk import sqlite_value
-from margindash.db.tables import repricing_runs
+from margindash.db.tables import ROLLUP_MEASURES, repricing_runs
 from margindash.db.types import UTCDateTime
-from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
+from margindash.ledger.rollups import upsert_assignments
 from margindash.ledger.writer import run_transaction
 from margindash.money import NANOS_PER_CENT
 from margindash.orgs.service import Org
 from margindash.pricing.catalogue import TokenCounts
-from margindash.pricing.service import Pricer, Quote
+from margindash.pricing.service import PricePlan, Pricer, Quote
 
 _BATCH = 10_000  # per transaction: ~0.2 s of the SQLite write lock at full speed
 # Rows are read and updated as plain SQL: at tens of thousands of events a second, SQLAlchemy's
 # per-row type processing would cost more than the pricing itself.
 _COLUMNS = (
-    "id, customer_id, feature, model_name, model, provider, occurred_at, day, prompt_tokens, "
-    "completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_nanos, "
-    "estimated, revenue_cents"
-)
-_UPDATE = (
-    "UPDATE usage_events SET model = {p}, provider = {p}, cost_nanos = {p}, price_source = {p}, "
-    "price_ref = {p} WHERE id = {p}"
+    "id, customer_id, model_name, model, provider, occurred_at, prompt_tokens, "
+    "completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_nanos"
 )
 
 
@@ -107,22 +102,6 @@ class RepriceSummary:
         return totals
 
 
-def _measures(row: Any, cost_nanos: int | None) -> Measures:
-    return Measures(
-        events=1,
-        prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens,
-        cached_tokens=row.cached_tokens,
-        cache_write_tokens=row.cache_write_tokens,
-        reasoning_tokens=row.reasoning_tokens,
-        cost_nanos=cost_nanos or 0,
-        unpriced_events=0 if cost_nanos is not None else 1,
-        estimated_events=1 if row.estimated else 0,
-        revenue_nanos=(row.revenue_cents or 0) * NANOS_PER_CENT,
-        max_prompt_tokens=row.prompt_tokens,
-    )
-
-
 def reprice_events(
     pricer: Pricer,
     *,
@@ -138,6 +117,7 @@ def reprice_events(
     pricer.reload()
     run_id = None if dry_run else _start_run(pricer, org, scope, actor, reason)
     tally = _Tally()
+    plans = _DayPlans(pricer, org.id)
     after: tuple[Any, int] | None = None
     lock = not dry_run and pricer.engine.dialect.name == "postgresql"
     while True:
@@ -146,11 +126,11 @@ def reprice_events(
         query = _batch_query(org, scope, after, lock=lock)
         if dry_run:
             with pricer.engine.connect() as conn:
-                batch = _reprice_batch(conn, pricer, org, query, write=False)
+                batch = _reprice_batch(conn, plans, query, write=False)
         else:
             batch = run_transaction(
                 pricer.engine,
-                lambda c: _reprice_batch(c, pricer, org, query, write=True),  # noqa: B023
+                lambda c: _reprice_batch(c, plans, query, write=True),  # noqa: B023
             )
         if batch is None:
             break
@@ -230,10 +210,6 @@ def _utc(value: Any) -> datetime:
     return value.astimezone(UTC)
 
 
-def _day(value: Any) -> date:
-    return date.fromisoformat(value) if isinstance(value, str) else value
-
-
 class _Tally:
     """What a re-pricing saw, counted cheaply: most events do not change.
 
@@ -302,18 +278,15 @@ def _add_counts(target: dict[Key, list[int]], source: dict[Key, list[int]]) -> N
 
 
 def _reprice_batch(
-    conn: Connection, pricer: Pricer, org: Org, query: TextClause, *, write: bool
+    conn: Connection, plans: _DayPlans, query: TextClause, *, write: bool
 ) -> tuple[tuple[Any, int], _Tally] | None:
     rows = conn.execute(query).all()
     if not rows:
         return None
-    price, org_id = pricer.price, org.id
     tally = _Tally()
     totals, changes = tally.totals, tally.changes
-    moves = _RollupMoves(org_id)
     updates = []
-    for row in rows:
-        (event_id, customer, _, model_name, model, provider, occurred, *_, before, _, _) = row
+    for event_id, customer, model_name, model, provider, occurred, *tokens, before in rows:
         total = totals.get((customer, model))
         if total is None:
             total = totals[(customer, model)] = [0, 0, 0]
@@ -322,13 +295,7 @@ def _reprice_batch(
             total[2] += 1
         else:
             total[1] += before
-        quote = price(
-            org_id=org_id,
-            model_name=model_name,
-            provider=provider,
-            tokens=TokenCounts(row[8], row[9], row[10], row[11], row[12]),
-            at=_utc(occurred),
-        )
+        quote = plans.quote(model_name, provider, occurred, TokenCounts(*tokens))
         after = quote.cost_nanos
         if after is None:
             tally.kept += before is not None  # no price covers it now: it keeps its cost
@@ -346,97 +313,156 @@ def _reprice_batch(
             change[3] += 1
             change[4] += after
         updates.append(
-            (quote.model, quote.provider, after, quote.price_source, quote.price_ref, event_id)
+            (event_id, quote.model, quote.provider, after, quote.price_source, quote.price_ref)
         )
-        moves.add(row, quote)
     tally.examined = len(rows)
     if write and updates:
-        marker = "?" if conn.dialect.name == "sqlite" else "%s"
-        _update_existing(conn, _UPDATE.format(p=marker), updates)
-        moves.write(conn, pricer.engine)
+        _write_changes(conn, updates)
     last = rows[-1]
     return (last.occurred_at, last.id), tally
 
 
-class _RollupMoves:
-    """Rollup changes of re-priced events: each event's old price out, the new one in."""
+class _DayPlans:
+    """Price stored events with one plan per (name, provider, UTC day) where one holds all day.
 
-    def __init__(self, org_id: str) -> None:
+    Equal to `Pricer.price` per event, without its per-event look-ups: events of a day when the
+    price changes within it (a new catalogue version, an hourly price) are priced one by one.
+    """
+
+    def __init__(self, pricer: Pricer, org_id: str) -> None:
+        self.pricer = pricer
         self.org_id = org_id
-        self.moved = RollupDeltas()
-        # Same rollup row (the model did not change): only cost and the unpriced count move,
-        # events and tokens would cancel out. Summed per row and written as two columns.
-        self.in_place: dict[RollupKey, list[int]] = {}
+        self.plans: dict[tuple[str, str | None, Any], PricePlan | None] = {}
 
-    def add(self, row: Any, quote: Quote) -> None:
-        day = _day(row.day)
-        old_key = RollupKey(self.org_id, day, row.customer_id, row.feature, row.model)
-        if quote.model == row.model:
-            change = self.in_place.get(old_key)
-            if change is None:
-                change = self.in_place[old_key] = [0, 0]
-            change[0] += (quote.cost_nanos or 0) - (row.cost_nanos or 0)
-            change[1] += (quote.cost_nanos is None) - (row.cost_nanos is None)
-            return
-        self.moved.add(old_key, _measures(row, row.cost_nanos), sign=-1)
-        self.moved.add(
-            RollupKey(self.org_id, day, row.customer_id, row.feature, quote.model),
-            _measures(row, quote.cost_nanos),
+    def quote(
+        self, model_name: str, provider: str | None, occurred: Any, tokens: TokenCounts
+    ) -> Quote:
+        # SQLite keeps naive UTC text, whose first ten characters are the UTC day.
+        day = occurred[:10] if type(occurred) is str else occurred.astimezone(UTC).date()
+        key = (model_name, provider, day)
+        try:
+            plan = self.plans[key]
+        except KeyError:
+            plan = self.plans[key] = self.pricer.plan_for_day(
+                org_id=self.org_id,
+                model_name=model_name,
+                provider=provider,
+                day=_utc(occurred).date(),
+            )
+        if plan is not None:
+            return plan.quote(tokens)
+        return self.pricer.price(
+            org_id=self.org_id,
+            model_name=model_name,
+            provider=provider,
+            tokens=tokens,
+            at=_utc(occurred),
         )
 
-    def write(self, conn: Connection, engine: Engine) -> None:
-        self.moved.write(conn, engine)
-        if not self.in_place:
-            return
-        monthly: dict[tuple[Any, ...], list[int]] = {}
-        customers: dict[tuple[Any, ...], list[int]] = {}
-        for key, (cost, unpriced) in self.in_place.items():
-            first = key.day.replace(day=1)
-            for target, target_key in (
-                (monthly, key._replace(day=first)),
-                (customers, (key.org_id, first, key.customer_id)),
-            ):
-                change = target.setdefault(target_key, [0, 0])
-                change[0] += cost
-                change[1] += unpriced
-        sqlite = engine.dialect.name == "sqlite"
-        for table, period, changes, keyed in (
-            ("daily_rollups", "day", self.in_place, _DETAIL),
-            ("monthly_rollups", "month", monthly, _DETAIL),
-            ("customer_months", "month", customers, _CUSTOMER),
-        ):
-            # SQLite stores the day as text; PostgreSQL has concurrent writers, which must lock
-            # rows in one order (SQLite has a single writer, so it skips the sort).
-            items = changes.items() if sqlite else sorted(changes.items())
-            rows = [
-                (cost, unpriced, org, sqlite_value(day) if sqlite else day, *rest)
-                for (org, day, *rest), (cost, unpriced) in items
-            ]
-            sql = _IN_PLACE.format(table=table, period=period, p="?" if sqlite else "%s")
-            _update_existing(conn, sql + keyed.format(p="?" if sqlite else "%s"), rows)
 
-
-# The rows exist (they count these events), so an UPDATE is enough, and cheaper than upserting
-# every measure.
-_IN_PLACE = (
-    "UPDATE {table} SET cost_nanos = cost_nanos + {p}, unpriced_events = unpriced_events + {p} "
-    "WHERE org_id = {p} AND {period} = {p} AND customer_id = {p}"
+# Changed events go to a temporary table; the rollups and the events are then updated from it
+# by a few set-based statements, so the database does the per-event work, not Python.
+_INTEGER = {"sqlite": "INTEGER", "postgresql": "BIGINT"}
+_DAY = {"sqlite": "TEXT", "postgresql": "DATE"}  # as `usage_events.day` is stored
+_TEMPORARY = {"sqlite": "", "postgresql": " ON COMMIT DELETE ROWS"}
+_MONTH_OF_DAY = {
+    "sqlite": "substr(d.day, 1, 8) || '01'",  # days are stored as ISO text
+    "postgresql": "CAST(date_trunc('month', d.day) AS date)",
+}
+# Each changed event leaves the rollup row of its old (model, cost) (sign -1) and joins the one
+# of its new (sign 1); in the same row (the model did not change) events and tokens cancel out
+# and only the cost moves. The max stays a max. Re-pricing never makes an event unpriced.
+# CROSS JOIN fixes the order: SQLite would otherwise scan every event to probe the changed ones.
+_DAILY_MOVES = (
+    "INSERT INTO reprice_daily "
+    "SELECT e.org_id, e.customer_id, e.day, e.feature, "
+    "CASE WHEN s.sign < 0 THEN e.model ELSE c.model END, "
+    "SUM(s.sign), SUM(s.sign * e.prompt_tokens), SUM(s.sign * e.completion_tokens), "
+    "SUM(s.sign * e.cached_tokens), SUM(s.sign * e.cache_write_tokens), "
+    "SUM(s.sign * e.reasoning_tokens), "
+    "SUM(CASE WHEN s.sign < 0 THEN -COALESCE(e.cost_nanos, 0) ELSE c.cost_nanos END), "
+    "SUM(CASE WHEN s.sign < 0 AND e.cost_nanos IS NULL THEN -1 ELSE 0 END), "
+    "SUM(s.sign * CASE WHEN e.estimated THEN 1 ELSE 0 END), "
+    f"SUM(s.sign * COALESCE(e.revenue_cents, 0)) * {NANOS_PER_CENT}, "
+    "MAX(CASE WHEN s.sign > 0 THEN e.prompt_tokens ELSE 0 END) "
+    "FROM reprice_changes AS c CROSS JOIN usage_events AS e "
+    "CROSS JOIN (SELECT -1 AS sign UNION ALL SELECT 1) AS s "
+    "WHERE e.id = c.id GROUP BY 1, 2, 3, 4, 5"
 )
-_DETAIL = " AND feature = {p} AND model = {p}"
-_CUSTOMER = ""
+# Not UPDATE … FROM: SQLite would scan every event to probe the changed ones.
+_UPDATE_EVENTS = (
+    "UPDATE usage_events SET (model, provider, cost_nanos, price_source, price_ref) = "
+    "(SELECT c.model, c.provider, c.cost_nanos, c.price_source, c.price_ref "
+    "FROM reprice_changes AS c WHERE c.id = usage_events.id) "
+    "WHERE id IN (SELECT id FROM reprice_changes)"
+)
 
 
-def _update_existing(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """Run an UPDATE per row through the driver; each must match exactly one row, else the
-    batch fails (and rolls back) rather than leave events and rollups out of step."""
+def _write_changes(conn: Connection, changes: list[tuple[Any, ...]]) -> None:
+    """Move the changed events' rollup measures, then update the events, all in SQL."""
+    dialect = conn.dialect.name
+    marker = "?" if dialect == "sqlite" else "%s"
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(sql, rows)
+        for sql in _temporary_tables(dialect):
+            cursor.execute(sql)
+        cursor.executemany(
+            "INSERT INTO reprice_changes (id, model, provider, cost_nanos, price_source, "
+            f"price_ref) VALUES ({', '.join([marker] * 6)})",
+            changes,
+        )
+        cursor.execute(_DAILY_MOVES)
+        for sql in _rollup_upserts(dialect):
+            cursor.execute(sql)
+        cursor.execute(_UPDATE_EVENTS)
         updated = cursor.rowcount
+        if dialect == "sqlite":  # PostgreSQL empties them at commit
+            cursor.execute("DELETE FROM reprice_changes")
+            cursor.execute("DELETE FROM reprice_daily")
     finally:
         cursor.close()
-    if updated != len(rows):
-        raise RuntimeError(f"re-pricing found {updated} of {len(rows)} rows to update")
+    if updated != len(changes):  # the rows are locked or the only writer: a bug if it happens
+        raise RuntimeError(f"re-pricing updated {updated} of {len(changes)} events")
+
+
+@cache
+def _temporary_tables(dialect: str) -> tuple[str, ...]:
+    integer, end = _INTEGER[dialect], _TEMPORARY[dialect]
+    measures = ", ".join(f"{m} {integer} NOT NULL" for m in ROLLUP_MEASURES)
+    return (
+        f"CREATE TEMP TABLE IF NOT EXISTS reprice_changes (id {integer} PRIMARY KEY, "
+        f"model TEXT NOT NULL, provider TEXT, cost_nanos {integer} NOT NULL, "
+        f"price_source TEXT, price_ref TEXT){end}",
+        "CREATE TEMP TABLE IF NOT EXISTS reprice_daily (org_id TEXT NOT NULL, "
+        f"customer_id TEXT NOT NULL, day {_DAY[dialect]} NOT NULL, feature TEXT NOT NULL, "
+        f"model TEXT NOT NULL, {measures}){end}",
+        # Left behind by a batch that failed after filling them (SQLite keeps them until then).
+        "DELETE FROM reprice_changes",
+        "DELETE FROM reprice_daily",
+    )
+
+
+@cache
+def _rollup_upserts(dialect: str) -> tuple[str, ...]:
+    """The daily moves added to each rollup table, in key order (the lock order of concurrent
+    PostgreSQL writers)."""
+    month = _MONTH_OF_DAY[dialect]
+    sums = ", ".join([f"SUM(d.{m})" for m in ROLLUP_MEASURES[:-1]] + ["MAX(d.max_prompt_tokens)"])
+    statements = []
+    for table, key in (
+        ("daily_rollups", {"day": "d.day", "feature": "d.feature", "model": "d.model"}),
+        ("monthly_rollups", {"month": month, "feature": "d.feature", "model": "d.model"}),
+        ("customer_months", {"month": month}),
+    ):
+        columns = ["org_id", "customer_id", *key]
+        groups = ", ".join(str(n) for n in range(1, len(columns) + 1))
+        statements.append(
+            f"INSERT INTO {table} ({', '.join(columns)}, {', '.join(ROLLUP_MEASURES)}) "
+            f"SELECT d.org_id, d.customer_id, {', '.join(key.values())}, {sums} "
+            f"FROM reprice_daily AS d WHERE true GROUP BY {groups} ORDER BY {groups} "
+            f"ON CONFLICT ({', '.join(columns)}) {upsert_assignments(dialect, table)}"
+        )
+    return tuple(statements)
 
 
 def _start_run(pricer: Pricer, org: Org, scope: RepriceScope, actor: str, reason: str) -> int:

@@ -122,17 +122,22 @@ def _rows(by_key: Mapping[Any, Measures]) -> list[tuple[Any, ...]]:
     return [(*key, *by_key[key].as_tuple()) for key in sorted(by_key)]
 
 
-@cache
-def _statement(dialect: str, table: str, key: tuple[str, ...]) -> BulkInsert:
+def upsert_assignments(dialect: str, table: str) -> str:
+    """The ON CONFLICT action that adds a row's measures to the rollup row already there."""
     biggest = "GREATEST" if dialect == "postgresql" else "MAX"
     updates = [f"{name} = {table}.{name} + excluded.{name}" for name in _ADDITIVE]
     updates.append(
         f"max_prompt_tokens = {biggest}({table}.max_prompt_tokens, excluded.max_prompt_tokens)"
     )
+    return "DO UPDATE SET " + ", ".join(updates)
+
+
+@cache
+def _statement(dialect: str, table: str, key: tuple[str, ...]) -> BulkInsert:
     return BulkInsert(
         dialect=dialect,
         table=metadata.tables[table],
         columns=(*key, *ROLLUP_MEASURES),
         conflict=key,
-        on_conflict="DO UPDATE SET " + ", ".join(updates),
+        on_conflict=upsert_assignments(dialect, table),
     )

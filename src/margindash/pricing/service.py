@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import Engine
@@ -91,6 +91,25 @@ class Pricer:
             tokens=tokens,
             at=at,
         )
+
+    def plan_for_day(
+        self, *, org_id: str, model_name: str, provider: str | None, day: date
+    ) -> PricePlan | None:
+        """The plan that prices every call of the UTC `day`, or None when the price can change
+        within it (a catalogue version starts that day, or the price depends on the hour).
+
+        For pricing many stored events: one plan per name and day instead of a look-up each.
+        """
+        history = self.history
+        start = datetime.combine(day, time.min, UTC)
+        if history.version_at(start) != history.version_at(start + _LAST_INSTANT):
+            return None
+        rules = self.rules.get(self.engine, org_id)
+        plan = plan_price(history, rules, model_name=model_name, provider=provider, at=start)
+        return plan if plan.cacheable else None
+
+
+_LAST_INSTANT = timedelta(days=1, microseconds=-1)
 
 
 @dataclass(frozen=True, slots=True)
