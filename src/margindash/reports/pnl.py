@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Engine, Table, and_, cast, func, or_, select
@@ -18,6 +19,7 @@ from margindash.money import margin_pct
 from margindash.orgs.service import Org
 from margindash.reports.decisions import customer_action, negative_streak
 from margindash.reports.periods import add_months, split_range
+from margindash.runtime import gc_paused
 
 GROUPS = ("customer", "feature", "model", "day", "month")
 # The summed columns, in `PnlLine`'s field order: a query row builds a line in one call.
@@ -125,6 +127,7 @@ class PnlFilter:
         return found
 
 
+@gc_paused()  # 10,000 customers build some 100,000 objects, none of them cyclic garbage
 def get_pnl(
     engine: Engine,
     *,
@@ -143,15 +146,11 @@ def get_pnl(
     lines: dict[str, PnlLine] = {}
     with engine.connect() as conn:
         for query in _queries(org.id, date_from, date_to, group_by, filters):
-            for row in conn.execute(query).all():
-                key = _key(row[0], group_by)
-                line = lines.get(key)
-                if line is None:
-                    lines[key] = PnlLine(key, *row[1:])
-                else:
-                    line.add(row[1:])
+            _add_rows(lines, conn.execute(query).all(), group_by)
         streaks = (
-            negative_month_streaks(conn, org.id, date_to, filters) if group_by == "customer" else {}
+            _customer_streaks(conn, org.id, date_from, date_to, filters, lines)
+            if group_by == "customer"
+            else {}
         )
     # Rows emptied by re-pricing (events moved to another model) are not worth showing.
     lines = {k: v for k, v in lines.items() if v.events or v.revenue_nanos or v.cost_nanos}
@@ -163,13 +162,32 @@ def get_pnl(
         unallocated = lines.pop("", None)
         report.unallocated_revenue_nanos = unallocated.revenue_nanos if unallocated else 0
     if group_by == "customer":
-        for line in lines.values():
-            line.action = customer_action(
-                margin_nanos=line.margin_nanos, margin_pct=line.margin_pct, watch_pct=watch_pct
-            )
-            line.negative_months = streaks.get(line.key, 0)
+        _decide_actions(lines.values(), streaks, watch_pct)
     report.rows = _ordered(lines.values(), group_by)
     return report
+
+
+def _add_rows(lines: dict[str, PnlLine], rows: Sequence[Any], group_by: str) -> None:
+    """Add query rows (a key, then sums in `_SUMMED` order) to the lines of their keys."""
+    # Names come back as strings; only dates need turning into keys (10,000 rows a report).
+    if group_by in ("day", "month"):
+        rows = [(_key(row[0], group_by), *row[1:]) for row in rows]
+    for row in rows:
+        line = lines.get(row[0])
+        if line is None:
+            lines[row[0]] = PnlLine(*row)
+        else:
+            line.add(row[1:])
+
+
+def _decide_actions(lines: Iterable[PnlLine], streaks: dict[str, int], watch_pct: float) -> None:
+    """Each customer's action, from its margin, and its run of negative months."""
+    for line in lines:
+        revenue, cost = line.revenue_nanos, line.cost_nanos
+        line.action = customer_action(
+            margin_nanos=revenue - cost, margin_pct=margin_pct(revenue, cost), watch_pct=watch_pct
+        )
+        line.negative_months = streaks.get(line.key, 0)
 
 
 def _queries(
@@ -226,23 +244,60 @@ def _key(value: Any, group_by: str) -> str:
 
 
 def _ordered(lines: Iterable[PnlLine], group_by: str) -> list[PnlLine]:
-    if group_by in ("day", "month"):
-        return sorted(lines, key=lambda line: line.key)
+    # By key, then (a stable sort) by amount: cheaper than one sort on (amount, key) tuples.
+    ordered = sorted(lines, key=attrgetter("key"))
     if group_by == "customer":
         # Worst margin first: the customers to act on lead the table.
-        return sorted(lines, key=lambda line: (line.margin_nanos, line.key))
-    return sorted(lines, key=lambda line: (-line.cost_nanos, line.key))
+        ordered.sort(key=lambda line: line.revenue_nanos - line.cost_nanos)
+    elif group_by in ("feature", "model"):
+        ordered.sort(key=lambda line: -line.cost_nanos)
+    return ordered
+
+
+def _customer_streaks(
+    conn: Any,
+    org_id: str,
+    date_from: date,
+    date_to: date,
+    filters: PnlFilter,
+    lines: dict[str, PnlLine],
+) -> dict[str, int]:
+    """Negative-month streaks for a report by customer over [date_from, date_to] with `lines`."""
+    last = date_to.replace(day=1)
+    if split_range(date_from, date_to) != ([last], []):
+        return negative_month_streaks(conn, org_id, date_to, filters)
+    # The report is that whole month: its lines already say who lost money in it.
+    losing = [key for key, line in lines.items() if line.revenue_nanos < line.cost_nanos]
+    return negative_month_streaks(conn, org_id, date_to, filters, losing_in_last_month=losing)
 
 
 def negative_month_streaks(
-    conn: Any, org_id: str, date_to: date, filters: PnlFilter
+    conn: Any,
+    org_id: str,
+    date_to: date,
+    filters: PnlFilter,
+    *,
+    losing_in_last_month: Iterable[str] | None = None,
 ) -> dict[str, int]:
-    """Consecutive negative-margin calendar months per customer, up to `date_to`'s month."""
+    """Consecutive negative-margin calendar months per customer, up to `date_to`'s month.
+
+    Args:
+        losing_in_last_month: the customers with a negative margin in `date_to`'s month, when the
+            caller knows them: that month is then not read again, and the months before only
+            if someone's streak can go on into them.
+    """
     last = date_to.replace(day=1)
+    newest = last
+    negative: dict[str, set[tuple[int, int]]] = {}
+    if losing_in_last_month is not None:
+        negative = {customer: {(last.year, last.month)} for customer in losing_in_last_month}
+        if not negative:
+            return {}
+        newest = add_months(last, -1)
     t = _month_table("customer", filters)
     where = [
         t.c.org_id == org_id,
-        t.c.month.between(add_months(last, -_STREAK_LOOKBACK_MONTHS), last),
+        t.c.month.between(add_months(last, -_STREAK_LOOKBACK_MONTHS), newest),
         *filters.clauses(t),
     ]
     if t is customer_months:  # one row per customer and month: no need to add up
@@ -255,7 +310,6 @@ def negative_month_streaks(
             .group_by(t.c.customer_id, t.c.month)
             .having(margin < 0)
         )
-    negative: dict[str, set[tuple[int, int]]] = {}
     for row in conn.execute(query):
         month = row.month if isinstance(row.month, date) else date.fromisoformat(str(row.month))
         negative.setdefault(row.customer_id, set()).add((month.year, month.month))

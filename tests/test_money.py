@@ -1,0 +1,36 @@
+"""Report amounts: integer formatting agrees with Decimal's half-even rounding to the cent."""
+
+from __future__ import annotations
+
+import random
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from margindash.money import NANOS_PER_CENT, format_money
+
+_HALF_CENT = NANOS_PER_CENT // 2
+
+
+def decimal_money(nanos: int) -> str:
+    cents = (Decimal(nanos) / 10**9).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+    return f"{cents + 0:f}"  # + 0 turns -0.00 into 0.00
+
+
+def amounts() -> list[int]:
+    rng = random.Random(7)
+    ties = [k * NANOS_PER_CENT + _HALF_CENT for k in range(-205, 205)]
+    near = [tie + d for tie in ties[::10] for d in (-1, 1)]
+    extremes = [2**63 - 1, -(2**63), 0, 1, -1, 99 * NANOS_PER_CENT, -99 * NANOS_PER_CENT]
+    return ties + near + extremes + [rng.randint(-(10**15), 10**15) for _ in range(2000)]
+
+
+def test_format_money_rounds_half_even_to_the_cent() -> None:
+    wrong = {n: format_money(n) for n in amounts() if format_money(n) != decimal_money(n)}
+    assert wrong == {}
+
+
+def test_format_money_examples() -> None:
+    assert format_money(12_480 * 10**9) == "12480.00"
+    assert format_money(-43_950_000_000) == "-43.95"
+    assert format_money(-_HALF_CENT) == "0.00"  # never "-0.00"
+    assert format_money(5 * NANOS_PER_CENT) == "0.05"
+    assert format_money(3 * _HALF_CENT) == "0.02"  # 1.5 cents: to the even cent
