@@ -148,3 +148,22 @@ def test_price_history_prices_each_event_at_its_own_date() -> None:
     assert CATALOGUE.cost_nanos(model, tokens, before) == to_nanos(
         info.get_prices(before).input_mtok  # type: ignore[arg-type]
     )
+
+
+def test_time_of_day_prices_follow_the_hour_and_agree_with_genai_prices() -> None:
+    """DeepSeek is cheaper from 16:30 to 00:30 UTC: each instant gets its own hour's price."""
+    catalogue = Catalogue()
+    model = catalogue.resolve("deepseek-chat")
+    assert model is not None
+    tokens = TokenCounts(1_000_000, 100_000)
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    costs = {}
+    for hour, minute in ((15, 0), (16, 29), (16, 31), (23, 59), (0, 31)):
+        at = day.replace(hour=hour, minute=minute)
+        expected = calc_price(
+            genai_usage(tokens), "deepseek-chat", provider_id="deepseek", genai_request_timestamp=at
+        ).total_price
+        costs[(hour, minute)] = catalogue.cost_nanos(model, tokens, at)
+        assert costs[(hour, minute)] == to_nanos(Decimal(expected)), at
+    assert costs[(15, 0)] == costs[(16, 29)] == costs[(0, 31)]
+    assert costs[(16, 31)] == costs[(23, 59)] < costs[(15, 0)]

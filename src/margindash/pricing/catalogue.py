@@ -316,16 +316,19 @@ class Catalogue:
         return self.rate(model, at).cost_nanos(tokens)
 
     def rate(self, model: CatalogueModel, at: datetime) -> Rate:
-        """The model's price in force at `at`, compiled once per day (or instant) and model."""
-        # Date-constrained prices change at most daily; time-of-day prices need the instant.
+        """The model's price in force at `at`, compiled once per day (or price) and model."""
+        # Date-constrained prices change at most daily. Time-of-day prices are picked for the
+        # instant, and compiled once per price they pick (the data holds each one once).
         info = model.info
         timed = self._timed.get(id(info))
         if timed is None:
             timed = self._timed[id(info)] = _depends_on_time_of_day(info)
-        cache_key = (id(info), at if timed else at.date())
+        price = info.get_prices(at) if timed else None
+        cache_key = (id(info), id(price) if timed else at.date())
         rate = self._rates.get(cache_key)
         if rate is None:
-            price = info.get_prices(at)
+            if price is None:
+                price = info.get_prices(at)
             rate = Rate(model.key, price, compile_price(price), timed)
             if len(self._rates) > 100_000:
                 self._rates.clear()
