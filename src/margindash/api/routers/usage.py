@@ -71,6 +71,12 @@ def _answer(report: IngestReport, batch: bool) -> Response:
     return json_response(body, status)
 
 
+# Bound once: `labels()` looks its child up under a lock on every call.
+_EVENTS_BY_STATUS = {
+    status: EVENTS.labels(status) for status in ("accepted", "duplicate", "rejected")
+}
+
+
 def _count(report: IngestReport, org_id: str) -> None:
     # Counters are bumped once per request and status: per-event `labels()` calls add up.
     tally: Counter[str] = Counter()
@@ -88,9 +94,9 @@ def _count(report: IngestReport, org_id: str) -> None:
         elif result.status == "accepted":
             tally["unpriced"] += not result.priced
             tally["estimated"] += result.estimated
-    for status in ("accepted", "duplicate", "rejected"):
+    for status, counter in _EVENTS_BY_STATUS.items():
         if tally[status]:
-            EVENTS.labels(status).inc(tally[status])
+            counter.inc(tally[status])
     if tally["unpriced"]:
         UNPRICED_EVENTS.inc(tally["unpriced"])
     if tally["estimated"]:
