@@ -325,8 +325,8 @@ def _reprice_batch(
 class _DayPlans:
     """Price stored events with one plan per (name, provider, UTC day) where one holds all day.
 
-    Equal to `Pricer.price` per event, without its per-event look-ups: events of a day when the
-    price changes within it (a new catalogue version, an hourly price) are priced one by one.
+    Equal to `Pricer.price` per event, without its per-event look-ups: events of a day when a
+    new catalogue version takes effect are priced one by one.
     """
 
     def __init__(self, pricer: Pricer, org_id: str) -> None:
@@ -350,7 +350,7 @@ class _DayPlans:
                 day=_utc(occurred).date(),
             )
         if plan is not None:
-            return plan.quote(tokens)
+            return plan.quote(tokens) if plan.hourly is None else plan.quote(tokens, _utc(occurred))
         return self.pricer.price(
             org_id=self.org_id,
             model_name=model_name,

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from margindash.pricing.catalogue import (
     Catalogue,
+    CatalogueModel,
     CompiledPrice,
     Rate,
     TokenCounts,
@@ -95,8 +96,8 @@ class Pricer:
     def plan_for_day(
         self, *, org_id: str, model_name: str, provider: str | None, day: date
     ) -> PricePlan | None:
-        """The plan that prices every call of the UTC `day`, or None when the price can change
-        within it (a catalogue version starts that day, or the price depends on the hour).
+        """The plan that prices every call of the UTC `day`, or None when a catalogue version
+        starts within it (hourly prices are in the plan: `PricePlan.hourly`).
 
         For pricing many stored events: one plan per name and day instead of a look-up each.
         """
@@ -106,7 +107,7 @@ class Pricer:
             return None
         rules = self.rules.get(self.engine, org_id)
         plan = plan_price(history, rules, model_name=model_name, provider=provider, at=start)
-        return plan if plan.cacheable else None
+        return plan
 
 
 _LAST_INSTANT = timedelta(days=1, microseconds=-1)
@@ -116,9 +117,10 @@ _LAST_INSTANT = timedelta(days=1, microseconds=-1)
 class PricePlan:
     """How a name is priced for one org at one time: everything but the token counts.
 
-    A plan holds for a whole day and catalogue version, unless its price changes with the time
-    of day (`rate.timed`), so an org's rules keep their plans (`OrgPricingRules.plans`) and most
-    events cost one dict look-up and a few integer multiplications.
+    A plan holds for a whole day and catalogue version, so an org's rules keep their plans
+    (`OrgPricingRules.plans`) and most events cost one dict look-up and a few integer
+    multiplications. A price that changes with the time of day (DeepSeek's off-peak hours) is
+    taken for each call's instant from `hourly`.
     """
 
     model: str
@@ -129,25 +131,29 @@ class PricePlan:
     rate: Rate | None = None
     discount: Discount | None = None
     warnings: tuple[str, ...] = ()  # why it is unpriced (neither `custom` nor `rate`)
+    hourly: tuple[Catalogue, CatalogueModel] | None = None  # the rate depends on the hour
     # The catalogue price in pico-USD when nothing else applies (the common case).
     plain: CompiledPrice | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        if self.custom is None and self.discount is None and self.rate is not None:
+        plain = self.custom is None and self.discount is None and self.hourly is None
+        if plain and self.rate is not None:
             object.__setattr__(self, "plain", self.rate.compiled)
 
-    @property
-    def cacheable(self) -> bool:
-        return self.rate is None or not self.rate.timed
-
-    def quote(self, tokens: TokenCounts) -> Quote:
+    def quote(self, tokens: TokenCounts, at: datetime | None = None) -> Quote:
+        """The cost of a call; `at` is needed only by `hourly` plans."""
         if self.plain is not None:
             cost = picos_to_nanos(self.plain.cost_picos(tokens))
             return Quote(self.model, self.provider, cost, self.source, self.ref)
         if self.custom is not None:
             cost = self.custom.cost_nanos(tokens)
         elif self.rate is not None:
-            cost = self.rate.cost_nanos(tokens)
+            rate = self.rate
+            if self.hourly is not None:
+                assert at is not None, "an hourly price needs the call's time"
+                catalogue, model = self.hourly
+                rate = catalogue.rate(model, at)
+            cost = rate.cost_nanos(tokens)
             if self.discount is not None:
                 cost = self.discount.apply(cost)
         else:
@@ -172,11 +178,10 @@ def price_with_rules(
     plan = rules.plans.get(key)
     if plan is None:
         plan = plan_price(catalogue, rules, model_name=model_name, provider=provider, at=at)
-        if plan.cacheable:
-            if len(rules.plans) > _MAX_PLANS:
-                rules.plans.clear()
-            rules.plans[key] = plan
-    return plan.quote(tokens)
+        if len(rules.plans) > _MAX_PLANS:
+            rules.plans.clear()
+        rules.plans[key] = plan
+    return plan.quote(tokens, at)
 
 
 def plan_price(
@@ -217,7 +222,13 @@ def plan_price(
     if discount is not None:
         ref = f"{ref} discount:{discount.id}"
     return PricePlan(
-        model.model_id, model.provider_id, pricing.source, ref, rate=rate, discount=discount
+        model.model_id,
+        model.provider_id,
+        pricing.source,
+        ref,
+        rate=rate,
+        discount=discount,
+        hourly=(pricing, model) if rate.timed else None,
     )
 
 
