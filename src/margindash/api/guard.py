@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,12 +38,21 @@ class RequestGuard:
             await json_response(body, 422)(scope, receive, send)
             return
         limit: int = scope["app"].state.services.settings.max_body_bytes
-        declared = Headers(scope=scope).get("content-length")
+        declared = _content_length(scope)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             body = error_body("payload_too_large", _too_large(limit))
             await json_response(body, 413)(scope, receive, send)
             return
         await self.app(scope, _limited(receive, limit), send)
+
+
+def _content_length(scope: Scope) -> bytes | None:
+    # The raw header list, scanned once: this runs on every request, and building a `Headers`
+    # mapping to read one value costs more than the scan.
+    for name, value in scope["headers"]:
+        if name == b"content-length":  # ASGI servers send names lower-cased
+            return bytes(value)
+    return None
 
 
 def _fields_with_nul(scope: Scope) -> list[str]:
