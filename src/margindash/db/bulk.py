@@ -64,7 +64,11 @@ def _sqlite_converters(table: Table, columns: Sequence[str]) -> list[tuple[int, 
 
 
 class BulkInsert:
-    """A reusable multi-row INSERT … ON CONFLICT statement for one table and column list."""
+    """A reusable multi-row INSERT … ON CONFLICT statement for one table and column list.
+
+    `postgres_wrapper` places the PostgreSQL INSERT inside a larger statement (`{insert}`),
+    such as a WITH query that also writes what the inserted rows add elsewhere.
+    """
 
     def __init__(
         self,
@@ -75,6 +79,7 @@ class BulkInsert:
         conflict: Sequence[str],
         on_conflict: str,
         returning: Sequence[str] = (),
+        postgres_wrapper: str = "{insert}",
     ):
         self.dialect = dialect
         self.columns = tuple(columns)
@@ -91,7 +96,8 @@ class BulkInsert:
         else:
             pg = postgresql.dialect()
             arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
-            self._sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}){tail}"
+            insert = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}){tail}"
+            self._sql = postgres_wrapper.format(insert=insert)
 
     def execute(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> Any:
         """Insert the rows (tuples in column order).

@@ -12,9 +12,7 @@ from sqlalchemy import Engine
 
 from margindash.config import Settings
 from margindash.ledger.events import CheckedEvent, EventRules, FieldError, InvalidEvent, check_event
-from margindash.ledger.rollups import Measures, RollupKey
 from margindash.ledger.writer import EventRow, LedgerWriter, run_transaction, write_events
-from margindash.money import NANOS_PER_CENT
 from margindash.orgs.service import Org
 from margindash.pricing.service import Pricer, Quote
 
@@ -146,46 +144,32 @@ def _result(event: CheckedEvent, quote: Quote) -> EventResult:
 
 
 def event_row(org: Org, event: CheckedEvent, quote: Quote, *, received_at: datetime) -> EventRow:
-    """The stored form of an event and what it adds to its rollup row."""
+    """The stored form of an event."""
     at = event.occurred_at
     day = at.date() if org.timezone == "UTC" else at.astimezone(org.zone).date()
     tokens = event.tokens
-    revenue_nanos = (event.revenue_cents or 0) * NANOS_PER_CENT
-    params = (
-        org.id,
-        event.request_id,
-        event.customer_id,
-        event.feature,
-        event.model_name,
-        quote.model,
-        quote.provider,
-        event.occurred_at,
-        day,
-        tokens.prompt,
-        tokens.completion,
-        tokens.cached,
-        tokens.cache_write,
-        tokens.reasoning,
-        quote.cost_nanos,
-        quote.price_source,
-        quote.price_ref,
-        event.estimated,
-        event.revenue_cents,
-        event.metadata,
-        received_at,
+    return EventRow(
+        (
+            org.id,
+            event.request_id,
+            event.customer_id,
+            event.feature,
+            event.model_name,
+            quote.model,
+            quote.provider,
+            at,
+            day,
+            tokens.prompt,
+            tokens.completion,
+            tokens.cached,
+            tokens.cache_write,
+            tokens.reasoning,
+            quote.cost_nanos,
+            quote.price_source,
+            quote.price_ref,
+            event.estimated,
+            event.revenue_cents,
+            event.metadata,
+            received_at,
+        )
     )
-    measures = Measures(
-        events=1,
-        prompt_tokens=tokens.prompt,
-        completion_tokens=tokens.completion,
-        cached_tokens=tokens.cached,
-        cache_write_tokens=tokens.cache_write,
-        reasoning_tokens=tokens.reasoning,
-        cost_nanos=quote.cost_nanos or 0,
-        unpriced_events=0 if quote.priced else 1,
-        estimated_events=1 if event.estimated else 0,
-        revenue_nanos=revenue_nanos,
-        max_prompt_tokens=tokens.prompt,
-    )
-    key = RollupKey(org.id, day, event.customer_id, event.feature, quote.model)
-    return EventRow(params, key, measures)

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine
 
 from margindash.db.bulk import BulkInsert
 from margindash.db.tables import ROLLUP_MEASURES, metadata
+from margindash.money import NANOS_PER_CENT
 
 
 @dataclass(slots=True)
@@ -120,6 +121,54 @@ _CUSTOMER_KEY = ("org_id", "month", "customer_id")
 
 def _rows(by_key: Mapping[Any, Measures]) -> list[tuple[Any, ...]]:
     return [(*key, *by_key[key].as_tuple()) for key in sorted(by_key)]
+
+
+# The month of a stored org-local day, per dialect.
+MONTH_OF_DAY = {
+    "sqlite": "substr({day}, 1, 8) || '01'",  # days are stored as ISO text
+    "postgresql": "CAST(date_trunc('month', {day}) AS date)",
+}
+# What one stored event adds to its rollup rows, in ROLLUP_MEASURES order.
+_EVENT_MEASURES = (
+    "COUNT(*)",
+    "SUM(prompt_tokens)",
+    "SUM(completion_tokens)",
+    "SUM(cached_tokens)",
+    "SUM(cache_write_tokens)",
+    "SUM(reasoning_tokens)",
+    "SUM(COALESCE(cost_nanos, 0))",
+    "SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END)",
+    "SUM(CASE WHEN estimated THEN 1 ELSE 0 END)",
+    f"SUM(COALESCE(revenue_cents, 0)) * {NANOS_PER_CENT}",
+    "MAX(prompt_tokens)",
+)
+
+
+@cache
+def event_rollup_upserts(dialect: str, source: str) -> tuple[str, ...]:
+    """Statements that add new events to the daily, monthly and customer-month rollups.
+
+    `source` is a FROM … WHERE fragment giving the new rows with usage_events' columns. The
+    database groups them itself: summing them in Python and sending every rollup row back as
+    parameters cost more than inserting the events. Rows are upserted in key order, the lock
+    order every writer keeps.
+    """
+    month = MONTH_OF_DAY[dialect].format(day="day")
+    measures = ", ".join(_EVENT_MEASURES)
+    statements = []
+    for table, columns, values in (
+        ("daily_rollups", _DETAIL_KEY, _DETAIL_KEY),
+        ("monthly_rollups", _MONTHLY_KEY, ("org_id", month, "customer_id", "feature", "model")),
+        ("customer_months", _CUSTOMER_KEY, ("org_id", month, "customer_id")),
+    ):
+        groups = ", ".join(str(n) for n in range(1, len(columns) + 1))
+        statements.append(
+            f"INSERT INTO {table} ({', '.join(columns)}, {', '.join(ROLLUP_MEASURES)}) "
+            f"SELECT {', '.join(values)}, {measures} {source} GROUP BY {groups} "
+            f"ORDER BY {groups} "
+            f"ON CONFLICT ({', '.join(columns)}) {upsert_assignments(dialect, table)}"
+        )
+    return tuple(statements)
 
 
 def upsert_assignments(dialect: str, table: str) -> str:

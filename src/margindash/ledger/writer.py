@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from margindash.db.bulk import BulkInsert
 from margindash.db.engine import upsert
 from margindash.db.tables import ingest_stats, usage_events
-from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
+from margindash.ledger.rollups import RollupKey, event_rollup_upserts
 
 log = logging.getLogger(__name__)
 _MAX_GROUP_ROWS = 20_000
@@ -78,11 +78,9 @@ USAGE_COLUMNS = (
 
 @dataclass(slots=True)
 class EventRow:
-    """A checked, priced event ready to insert, with what it adds to the rollups."""
+    """A checked, priced event ready to insert (the database derives its rollup rows)."""
 
     params: tuple[Any, ...]  # in USAGE_COLUMNS order
-    key: RollupKey
-    measures: Measures
 
     @property
     def org_id(self) -> str:
@@ -93,21 +91,41 @@ class EventRow:
         return str(self.params[1])
 
     @property
+    def key(self) -> RollupKey:
+        """The daily rollup row the event adds to."""
+        p = self.params
+        return RollupKey(p[0], p[8], p[2], p[3], p[5])
+
+    @property
     def values(self) -> dict[str, Any]:
         return dict(zip(USAGE_COLUMNS, self.params, strict=True))
 
 
 @cache
 def _insert_events(dialect: str) -> BulkInsert:
-    # SQLite finds duplicates first (`_stored_ids`): RETURNING would cost a driver call, and a
-    # wait for the GIL, per inserted row. PostgreSQL returns all rows in one round trip.
+    if dialect == "sqlite":
+        # SQLite finds duplicates first (`_stored_ids`): RETURNING would cost a driver call,
+        # and a wait for the GIL, per inserted row. The rollups follow as separate statements.
+        extra: dict[str, Any] = {}
+    else:
+        # PostgreSQL: one statement inserts the events, adds the new ones to the rollups and
+        # returns which were new, so a commit costs two round trips (statement, COMMIT).
+        upserts = event_rollup_upserts(dialect, "FROM new_events")
+        writes = ", ".join(f"rollup_{n} AS ({sql})" for n, sql in enumerate(upserts))
+        extra = {
+            "returning": ("*",),  # read by the rollup upserts; only two columns are sent back
+            "postgres_wrapper": (
+                f"WITH new_events AS ({{insert}}), {writes} "
+                "SELECT org_id, request_id FROM new_events"
+            ),
+        }
     return BulkInsert(
         dialect=dialect,
         table=usage_events,
         columns=USAGE_COLUMNS,
         conflict=("org_id", "request_id"),
         on_conflict="DO NOTHING",
-        returning=("org_id", "request_id") if dialect == "postgresql" else (),
+        **extra,
     )
 
 
@@ -127,20 +145,15 @@ def write_events(conn: Connection, engine: Engine, rows: Sequence[EventRow]) -> 
     if engine.dialect.name == "sqlite":
         stored = _insert_sqlite(conn, rows)
     else:
-        stored = _insert_returning(conn, engine, rows)
-    deltas = RollupDeltas()
-    for row, was_stored in zip(rows, stored, strict=True):
-        if was_stored:
-            deltas.add(row.key, row.measures)
-    deltas.write(conn, engine)
+        stored = _insert_postgres(conn, rows)
     _count_duplicates(conn, engine, rows, stored)
     return stored
 
 
-def _insert_returning(conn: Connection, engine: Engine, rows: Sequence[EventRow]) -> list[bool]:
+def _insert_postgres(conn: Connection, rows: Sequence[EventRow]) -> list[bool]:
     inserted: set[tuple[str, str]] = set()
     if rows:
-        returned = _insert_events(engine.dialect.name).execute(conn, [r.params for r in rows])
+        returned = _insert_events("postgresql").execute(conn, [r.params for r in rows])
         inserted = {(org_id, request_id) for org_id, request_id in returned}
     stored: list[bool] = []
     for row in rows:
@@ -148,6 +161,11 @@ def _insert_returning(conn: Connection, engine: Engine, rows: Sequence[EventRow]
         stored.append(ident in inserted)
         inserted.discard(ident)  # later rows with the same id are duplicates
     return stored
+
+
+# SQLite: the only writer while the transaction holds the write lock, so the new events are
+# those with ids above the largest before the insert (`id` is the rowid).
+_SQLITE_NEW_EVENTS = "FROM usage_events WHERE id > ?"
 
 
 def _insert_sqlite(conn: Connection, rows: Sequence[EventRow]) -> list[bool]:
@@ -167,9 +185,14 @@ def _insert_sqlite(conn: Connection, rows: Sequence[EventRow]) -> list[bool]:
             seen.add(ident)
             stored.append(True)
             new.append(row.params)
+    if not new:
+        return stored
+    (last_id,) = driver.execute("SELECT coalesce(max(id), 0) FROM usage_events").fetchone()
     written = _insert_events("sqlite").execute(conn, new)
     if written != len(new):  # cannot happen under the write lock; never report a lost event
         raise RuntimeError(f"expected to insert {len(new)} events, inserted {written}")
+    for sql in event_rollup_upserts("sqlite", _SQLITE_NEW_EVENTS):
+        driver.execute(sql, (last_id,))
     return stored
 
 
