@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -11,7 +11,13 @@ from genai_prices import calc_price
 from genai_prices import types as gp
 
 from margindash.money import to_nanos
-from margindash.pricing.catalogue import Catalogue, NotPricedPerToken, TokenCounts, genai_usage
+from margindash.pricing.catalogue import (
+    Catalogue,
+    CatalogueModel,
+    NotPricedPerToken,
+    TokenCounts,
+    genai_usage,
+)
 from margindash.pricing.overrides import OrgPricingRules
 from margindash.pricing.service import price_with_rules
 
@@ -148,6 +154,32 @@ def test_price_history_prices_each_event_at_its_own_date() -> None:
     assert CATALOGUE.cost_nanos(model, tokens, before) == to_nanos(
         info.get_prices(before).input_mtok  # type: ignore[arg-type]
     )
+
+
+def test_time_of_day_prices_change_at_the_exact_instant_genai_prices_says() -> None:
+    """The catalogue keeps one rate per stretch of the day between price changes: at each
+    change, a microsecond either side, and every ten minutes it picks genai-prices' price."""
+    catalogue = Catalogue()
+    timed = [
+        CatalogueModel(provider.id, info.id, info, provider)
+        for provider in catalogue.providers
+        for info in provider.models
+        if not isinstance(info.prices, gp.ModelPrice)
+        and any(isinstance(c.constraint, gp.TimeOfDateConstraint) for c in info.prices)
+    ]
+    assert any(model.model_id == "deepseek-chat" for model in timed)
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    for model in timed:
+        changes = {
+            datetime.combine(day.date(), t.replace(tzinfo=None), UTC) + timedelta(microseconds=d)
+            for c in model.info.prices
+            if isinstance(c.constraint, gp.TimeOfDateConstraint)
+            for t in (c.constraint.start_time, c.constraint.end_time)
+            for d in (-1, 0, 1)
+        }
+        every_ten_minutes = {day + timedelta(minutes=m) for m in range(0, 1440, 10)}
+        for at in sorted(changes | every_ten_minutes):
+            assert catalogue.rate(model, at).price == model.info.get_prices(at), (model.key, at)
 
 
 def test_time_of_day_prices_follow_the_hour_and_agree_with_genai_prices() -> None:

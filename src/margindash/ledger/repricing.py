@@ -15,23 +15,22 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, TextClause, bindparam, select, text, update
+from sqlalchemy import Connection, Dialect, Engine, select, update
 
-from margindash.db.tables import ROLLUP_MEASURES, repricing_runs
+from margindash.db.tables import repricing_runs
 from margindash.db.types import UTCDateTime
-from margindash.ledger.rollups import upsert_assignments
+from margindash.ledger.reprice_writes import driver_cursor, write_changes
 from margindash.ledger.writer import run_transaction
-from margindash.money import NANOS_PER_CENT
 from margindash.orgs.service import Org
-from margindash.pricing.catalogue import TokenCounts
+from margindash.pricing.catalogue import TokenCounts, picos_to_nanos
+from margindash.pricing.overrides import Discount
 from margindash.pricing.service import PricePlan, Pricer, Quote
 
 _BATCH = 10_000  # per transaction: ~0.2 s of the SQLite write lock at full speed
-# Rows are read and updated as plain SQL: at tens of thousands of events a second, SQLAlchemy's
-# per-row type processing would cost more than the pricing itself.
+# Rows are read and updated as plain SQL through the driver's cursor: at tens of thousands of
+# events a second, SQLAlchemy's per-row work would cost more than the pricing itself.
 _COLUMNS = (
     "id, customer_id, model_name, model, provider, occurred_at, prompt_tokens, "
     "completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_nanos"
@@ -91,7 +90,7 @@ class RepriceSummary:
     def by_model(self) -> dict[str, dict[str, int]]:
         """Per model after re-pricing: events, changed events, cost before and after."""
         totals: dict[str, dict[str, int]] = {}
-        for (_, _, model), line in sorted(self.lines.items()):
+        for (_, _, model), line in self.lines.items():
             entry = totals.setdefault(
                 model, {"events": 0, "changed": 0, "cost_before": 0, "cost_after": 0}
             )
@@ -99,7 +98,7 @@ class RepriceSummary:
             entry["changed"] += line.changed
             entry["cost_before"] += line.cost_before
             entry["cost_after"] += line.cost_after
-        return totals
+        return dict(sorted(totals.items()))
 
 
 def reprice_events(
@@ -123,7 +122,7 @@ def reprice_events(
     while True:
         # PostgreSQL: the rows stay locked until the batch commits, so no concurrent re-pricing
         # moves the same rollups twice (SQLite has one writer anyway).
-        query = _batch_query(org, scope, after, lock=lock)
+        query = _batch_query(pricer.engine.dialect, org, scope, after, lock=lock)
         if dry_run:
             with pricer.engine.connect() as conn:
                 batch = _reprice_batch(conn, plans, query, write=False)
@@ -167,40 +166,50 @@ def _bounds(org: Org, scope: RepriceScope) -> tuple[datetime | None, datetime | 
     return start, end
 
 
+_BatchQuery = tuple[str, dict[str, Any]]  # SQL in the driver's parameter style, parameters
+_PARAMETER = {"sqlite": ":{}", "postgresql": "%({})s"}
+
+
 def _batch_query(
-    org: Org, scope: RepriceScope, after: tuple[Any, int] | None, *, lock: bool
-) -> TextClause:
+    dialect: Dialect, org: Org, scope: RepriceScope, after: tuple[Any, int] | None, *, lock: bool
+) -> _BatchQuery:
     """The next batch of events in scope, in a stable order (keyset pagination)."""
-    where = ["org_id = :org_id"]
+    param = _PARAMETER[dialect.name].format
+    where = [f"org_id = {param('org_id')}"]
     params: dict[str, Any] = {"org_id": org.id}
-    typed = []
     if scope.model is not None:
-        where.append("(model = :model OR model_name = :model)")
+        where.append(f"(model = {param('model')} OR model_name = {param('model')})")
         params["model"] = scope.model
     if scope.unpriced_only:
         # Unpriced events are few and found by their own index; walk them by id.
         where.append("cost_nanos IS NULL")
         order = "id"
         if after is not None:
-            where.append("id > :after_id")
+            where.append(f"id > {param('after_id')}")
             params["after_id"] = after[1]
     else:
         order = "occurred_at, id"
         start, end = _bounds(org, scope)
         for name, op, bound in (("start", ">=", start), ("end", "<", end)):
             if bound is not None:
-                where.append(f"occurred_at {op} :{name}")
-                params[name] = bound
-                typed.append(bindparam(name, type_=UTCDateTime))
+                where.append(f"occurred_at {op} {param(name)}")
+                params[name] = _as_stored(dialect, bound)
         if after is not None:
             # The stored value as read, so it compares exactly on either engine.
-            where.append("occurred_at >= :after_at AND (occurred_at > :after_at OR id > :after_id)")
+            at, after_id = param("after_at"), param("after_id")
+            where.append(f"occurred_at >= {at} AND (occurred_at > {at} OR id > {after_id})")
             params["after_at"], params["after_id"] = after
     sql = (
         f"SELECT {_COLUMNS} FROM usage_events WHERE {' AND '.join(where)} "
         f"ORDER BY {order} LIMIT {_BATCH}" + (" FOR UPDATE" if lock else "")
     )
-    return text(sql).bindparams(*typed, **params)
+    return sql, params
+
+
+def _as_stored(dialect: Dialect, instant: datetime) -> Any:
+    """An instant as `usage_events.occurred_at` stores it (SQLite: naive UTC text)."""
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    return instant if process is None else process(instant)
 
 
 def _utc(value: Any) -> datetime:
@@ -213,26 +222,42 @@ def _utc(value: Any) -> datetime:
 class _Tally:
     """What a re-pricing saw, counted cheaply: most events do not change.
 
-    `totals` has, per (customer, model), events, cost before and unpriced events before;
-    `changes` has, per (customer, model before, model after), the changed events, their cost
-    before and after, how many were unpriced, and the cost those gained.
+    Per (customer, model): `events`, the `cost` of the priced ones and the `unpriced` ones. Per
+    (customer, model before, model after) in `changes`: the changed events, their cost before
+    and after, how many were unpriced, and the cost those gained. Counters are ints, not lists:
+    the garbage collector would walk tens of thousands of lists again and again.
     """
 
     def __init__(self) -> None:
         self.examined = 0
         self.kept = 0
-        self.totals: dict[tuple[str, str], list[int]] = {}
-        self.changes: dict[LineKey, list[int]] = {}
+        self.events: dict[tuple[str, str], int] = {}
+        self.cost: dict[tuple[str, str], int] = {}
+        self.unpriced: dict[tuple[str, str], int] = {}
+        self.changes: dict[LineKey, tuple[int, int, int, int, int]] = {}
 
     def merge(self, other: _Tally) -> None:
         self.examined += other.examined
         self.kept += other.kept
-        _add_counts(self.totals, other.totals)
-        _add_counts(self.changes, other.changes)
+        for mine, theirs in (
+            (self.events, other.events),
+            (self.cost, other.cost),
+            (self.unpriced, other.unpriced),
+        ):
+            get = mine.get
+            for key, value in theirs.items():
+                mine[key] = get(key, 0) + value
+        for line, change in other.changes.items():
+            known = self.changes.get(line)
+            self.changes[line] = change if known is None else _sum(known, change)
 
     def summary(self, run_id: int | None) -> RepriceSummary:
         summary = RepriceSummary(examined=self.examined, kept=self.kept, run_id=run_id)
-        unchanged = {key: list(counts) for key, counts in self.totals.items()}
+        cost, unpriced = self.cost, self.unpriced
+        unchanged = {
+            key: [events, cost.get(key, 0), unpriced.get(key, 0)]
+            for key, events in self.events.items()
+        }
         for (customer, before_model, after_model), change in self.changes.items():
             count, before, after, was_unpriced, gained = change
             summary.changed += count
@@ -247,79 +272,158 @@ class _Tally:
             summary.lines[(customer, before_model, after_model)] = RepriceLine(
                 count, count, before, after, was_unpriced, 0
             )
-        for (customer, model), (events, before, unpriced) in unchanged.items():
+        for (customer, model), (events, before, unpriced_events) in unchanged.items():
             summary.cost_before += before
             summary.cost_after += before
             line = summary.lines.get((customer, model, model))
             if line is None:
                 summary.lines[(customer, model, model)] = RepriceLine(
-                    events, 0, before, before, unpriced, unpriced
+                    events, 0, before, before, unpriced_events, unpriced_events
                 )
                 continue
             line.events += events
             line.cost_before += before
             line.cost_after += before
-            line.unpriced_before += unpriced
-            line.unpriced_after += unpriced
+            line.unpriced_before += unpriced_events
+            line.unpriced_after += unpriced_events
         return summary
 
 
-Key = TypeVar("Key")
-
-
-def _add_counts(target: dict[Key, list[int]], source: dict[Key, list[int]]) -> None:
-    for key, counts in source.items():
-        mine = target.get(key)
-        if mine is None:
-            target[key] = counts
-        else:
-            for i, value in enumerate(counts):
-                mine[i] += value
+def _sum(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, int, int, int, int]:
+    count, before, after, was_unpriced, gained = (x + y for x, y in zip(a, b, strict=True))
+    return count, before, after, was_unpriced, gained
 
 
 def _reprice_batch(
-    conn: Connection, plans: _DayPlans, query: TextClause, *, write: bool
+    conn: Connection, plans: _DayPlans, query: _BatchQuery, *, write: bool
 ) -> tuple[tuple[Any, int], _Tally] | None:
-    rows = conn.execute(query).all()
+    cursor = driver_cursor(conn)
+    try:
+        cursor.execute(*query)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
     if not rows:
         return None
-    tally = _Tally()
-    totals, changes = tally.totals, tally.changes
-    updates = []
-    for event_id, customer, model_name, model, provider, occurred, *tokens, before in rows:
-        total = totals.get((customer, model))
-        if total is None:
-            total = totals[(customer, model)] = [0, 0, 0]
-        total[0] += 1
-        if before is None:
-            total[2] += 1
-        else:
-            total[1] += before
-        quote = plans.quote(model_name, provider, occurred, TokenCounts(*tokens))
-        after = quote.cost_nanos
-        if after is None:
-            tally.kept += before is not None  # no price covers it now: it keeps its cost
-            continue
-        if after == before and quote.model == model and quote.provider == provider:
-            continue
-        key = (customer, model, quote.model)
-        change = changes.get(key)
-        if change is None:
-            change = changes[key] = [0, 0, 0, 0, 0]
-        change[0] += 1
-        change[1] += before or 0
-        change[2] += after
-        if before is None:
-            change[3] += 1
-            change[4] += after
-        updates.append(
-            (event_id, quote.model, quote.provider, after, quote.price_source, quote.price_ref)
-        )
-    tally.examined = len(rows)
+    tally, updates = _price_rows(rows, plans)
     if write and updates:
-        _write_changes(conn, updates)
+        write_changes(conn, updates)
     last = rows[-1]
-    return (last.occurred_at, last.id), tally
+    return (last[5], last[0]), tally  # the keyset as stored, so it compares exactly
+
+
+def _price_rows(rows: list[Any], plans: _DayPlans) -> tuple[_Tally, list[tuple[Any, ...]]]:
+    """Price each row again: its tally, and the changed events as rows of `reprice_changes`."""
+    tally = _Tally()
+    tally.examined = len(rows)
+    events, costs, unpriced, changes = tally.events, tally.cost, tally.unpriced, tally.changes
+    prices = plans.prices
+    updates = []
+    for (
+        event_id,
+        customer,
+        model_name,
+        model,
+        provider,
+        occurred,
+        prompt,
+        completion,
+        cached,
+        cache_write,
+        reasoning,
+        before,
+    ) in rows:
+        counted = (customer, model)
+        events[counted] = events.get(counted, 0) + 1
+        if before is None:
+            unpriced[counted] = unpriced.get(counted, 0) + 1
+        else:
+            costs[counted] = costs.get(counted, 0) + before
+        # SQLite keeps naive UTC text, whose first ten characters are the UTC day.
+        day = occurred[:10] if type(occurred) is str else occurred.astimezone(UTC).date()
+        price = prices.get((model_name, provider, day))
+        if price is None:
+            price = plans.price(model_name, provider, day, occurred)
+        model_after, provider_after, source, ref, flat, per_request, discount = price
+        if flat is not None:
+            # `CompiledPrice.cost_picos` of a price without tiers, written out: most events
+            # take this path, and building a `TokenCounts` and a `Quote` each would double it.
+            input_price, read, write, output, thinking = flat
+            after = picos_to_nanos(
+                (prompt - cached - cache_write) * input_price
+                + cached * read
+                + cache_write * write
+                + (completion - reasoning) * output
+                + reasoning * thinking
+                + per_request
+            )
+            if discount is not None:
+                after = discount.apply(after)
+        else:
+            tokens = TokenCounts(prompt, completion, cached, cache_write, reasoning)
+            model_after, provider_after, cost, source, ref, _ = plans.quote(
+                model_name, provider, day, occurred, tokens
+            )
+            if cost is None:
+                tally.kept += before is not None  # no price covers it now: it keeps its cost
+                continue
+            after = cost
+        if after == before and model_after == model and provider_after == provider:
+            continue
+        key = (customer, model, model_after)
+        change = changes.get(key, _NO_CHANGE)
+        was_unpriced = before is None
+        changes[key] = (
+            change[0] + 1,
+            change[1] + (before or 0),
+            change[2] + after,
+            change[3] + was_unpriced,
+            change[4] + (after if was_unpriced else 0),
+        )
+        updates.append((event_id, model_after, provider_after, after, source, ref))
+    return tally, updates
+
+
+_NO_CHANGE = (0, 0, 0, 0, 0)
+
+
+class _DayPrice(NamedTuple):
+    """How a (name, provider, UTC day) is priced; `flat` None: price each event by its plan
+    (tiered, hourly or `Decimal` prices, no price, a day when a catalogue version starts)."""
+
+    model: str
+    provider: str | None
+    source: str | None
+    ref: str | None
+    flat: tuple[int, int, int, int, int] | None  # per-token pico-USD, as `CompiledPrice.flat`
+    per_request: int
+    discount: Discount | None
+
+
+_EACH_EVENT = _DayPrice("", None, None, None, None, 0, None)
+
+
+def _day_price(plan: PricePlan | None) -> _DayPrice:
+    """The plan's price as integers when its cost is linear in the token counts (as
+    `PricePlan.quote` computes it), which covers most events."""
+    if plan is None:
+        return _EACH_EVENT
+    compiled, discount = None, None
+    if plan.custom is not None:
+        compiled = plan.custom.price
+    elif plan.rate is not None and plan.hourly is None:
+        compiled, discount = plan.rate.compiled, plan.discount
+    if compiled is None or compiled.flat is None:
+        return _EACH_EVENT
+    return _DayPrice(
+        plan.model,
+        plan.provider,
+        plan.source,
+        plan.ref,
+        compiled.flat,
+        compiled.per_request,
+        discount,
+    )
 
 
 class _DayPlans:
@@ -333,22 +437,22 @@ class _DayPlans:
         self.pricer = pricer
         self.org_id = org_id
         self.plans: dict[tuple[str, str | None, Any], PricePlan | None] = {}
+        self.prices: dict[tuple[str, str | None, Any], _DayPrice] = {}
+
+    def price(self, model_name: str, provider: str | None, day: Any, occurred: Any) -> _DayPrice:
+        """The price of the events of `day` (its key in `prices`), found once."""
+        key = (model_name, provider, day)
+        plan = self.plans[key] = self.pricer.plan_for_day(
+            org_id=self.org_id, model_name=model_name, provider=provider, day=_utc(occurred).date()
+        )
+        price = self.prices[key] = _day_price(plan)
+        return price
 
     def quote(
-        self, model_name: str, provider: str | None, occurred: Any, tokens: TokenCounts
+        self, model_name: str, provider: str | None, day: Any, occurred: Any, tokens: TokenCounts
     ) -> Quote:
-        # SQLite keeps naive UTC text, whose first ten characters are the UTC day.
-        day = occurred[:10] if type(occurred) is str else occurred.astimezone(UTC).date()
-        key = (model_name, provider, day)
-        try:
-            plan = self.plans[key]
-        except KeyError:
-            plan = self.plans[key] = self.pricer.plan_for_day(
-                org_id=self.org_id,
-                model_name=model_name,
-                provider=provider,
-                day=_utc(occurred).date(),
-            )
+        """The quote of one event whose day's price is not linear (see `price` first)."""
+        plan = self.plans[(model_name, provider, day)]
         if plan is not None:
             return plan.quote(tokens) if plan.hourly is None else plan.quote(tokens, _utc(occurred))
         return self.pricer.price(
@@ -358,111 +462,6 @@ class _DayPlans:
             tokens=tokens,
             at=_utc(occurred),
         )
-
-
-# Changed events go to a temporary table; the rollups and the events are then updated from it
-# by a few set-based statements, so the database does the per-event work, not Python.
-_INTEGER = {"sqlite": "INTEGER", "postgresql": "BIGINT"}
-_DAY = {"sqlite": "TEXT", "postgresql": "DATE"}  # as `usage_events.day` is stored
-_TEMPORARY = {"sqlite": "", "postgresql": " ON COMMIT DELETE ROWS"}
-_MONTH_OF_DAY = {
-    "sqlite": "substr(d.day, 1, 8) || '01'",  # days are stored as ISO text
-    "postgresql": "CAST(date_trunc('month', d.day) AS date)",
-}
-# Each changed event leaves the rollup row of its old (model, cost) (sign -1) and joins the one
-# of its new (sign 1); in the same row (the model did not change) events and tokens cancel out
-# and only the cost moves. The max stays a max. Re-pricing never makes an event unpriced.
-# CROSS JOIN fixes the order: SQLite would otherwise scan every event to probe the changed ones.
-_DAILY_MOVES = (
-    "INSERT INTO reprice_daily "
-    "SELECT e.org_id, e.customer_id, e.day, e.feature, "
-    "CASE WHEN s.sign < 0 THEN e.model ELSE c.model END, "
-    "SUM(s.sign), SUM(s.sign * e.prompt_tokens), SUM(s.sign * e.completion_tokens), "
-    "SUM(s.sign * e.cached_tokens), SUM(s.sign * e.cache_write_tokens), "
-    "SUM(s.sign * e.reasoning_tokens), "
-    "SUM(CASE WHEN s.sign < 0 THEN -COALESCE(e.cost_nanos, 0) ELSE c.cost_nanos END), "
-    "SUM(CASE WHEN s.sign < 0 AND e.cost_nanos IS NULL THEN -1 ELSE 0 END), "
-    "SUM(s.sign * CASE WHEN e.estimated THEN 1 ELSE 0 END), "
-    f"SUM(s.sign * COALESCE(e.revenue_cents, 0)) * {NANOS_PER_CENT}, "
-    "MAX(CASE WHEN s.sign > 0 THEN e.prompt_tokens ELSE 0 END) "
-    "FROM reprice_changes AS c CROSS JOIN usage_events AS e "
-    "CROSS JOIN (SELECT -1 AS sign UNION ALL SELECT 1) AS s "
-    "WHERE e.id = c.id GROUP BY 1, 2, 3, 4, 5"
-)
-# Not UPDATE … FROM: SQLite would scan every event to probe the changed ones.
-_UPDATE_EVENTS = (
-    "UPDATE usage_events SET (model, provider, cost_nanos, price_source, price_ref) = "
-    "(SELECT c.model, c.provider, c.cost_nanos, c.price_source, c.price_ref "
-    "FROM reprice_changes AS c WHERE c.id = usage_events.id) "
-    "WHERE id IN (SELECT id FROM reprice_changes)"
-)
-
-
-def _write_changes(conn: Connection, changes: list[tuple[Any, ...]]) -> None:
-    """Move the changed events' rollup measures, then update the events, all in SQL."""
-    dialect = conn.dialect.name
-    marker = "?" if dialect == "sqlite" else "%s"
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        for sql in _temporary_tables(dialect):
-            cursor.execute(sql)
-        cursor.executemany(
-            "INSERT INTO reprice_changes (id, model, provider, cost_nanos, price_source, "
-            f"price_ref) VALUES ({', '.join([marker] * 6)})",
-            changes,
-        )
-        cursor.execute(_DAILY_MOVES)
-        for sql in _rollup_upserts(dialect):
-            cursor.execute(sql)
-        cursor.execute(_UPDATE_EVENTS)
-        updated = cursor.rowcount
-        if dialect == "sqlite":  # PostgreSQL empties them at commit
-            cursor.execute("DELETE FROM reprice_changes")
-            cursor.execute("DELETE FROM reprice_daily")
-    finally:
-        cursor.close()
-    if updated != len(changes):  # the rows are locked or the only writer: a bug if it happens
-        raise RuntimeError(f"re-pricing updated {updated} of {len(changes)} events")
-
-
-@cache
-def _temporary_tables(dialect: str) -> tuple[str, ...]:
-    integer, end = _INTEGER[dialect], _TEMPORARY[dialect]
-    measures = ", ".join(f"{m} {integer} NOT NULL" for m in ROLLUP_MEASURES)
-    return (
-        f"CREATE TEMP TABLE IF NOT EXISTS reprice_changes (id {integer} PRIMARY KEY, "
-        f"model TEXT NOT NULL, provider TEXT, cost_nanos {integer} NOT NULL, "
-        f"price_source TEXT, price_ref TEXT){end}",
-        "CREATE TEMP TABLE IF NOT EXISTS reprice_daily (org_id TEXT NOT NULL, "
-        f"customer_id TEXT NOT NULL, day {_DAY[dialect]} NOT NULL, feature TEXT NOT NULL, "
-        f"model TEXT NOT NULL, {measures}){end}",
-        # Left behind by a batch that failed after filling them (SQLite keeps them until then).
-        "DELETE FROM reprice_changes",
-        "DELETE FROM reprice_daily",
-    )
-
-
-@cache
-def _rollup_upserts(dialect: str) -> tuple[str, ...]:
-    """The daily moves added to each rollup table, in key order (the lock order of concurrent
-    PostgreSQL writers)."""
-    month = _MONTH_OF_DAY[dialect]
-    sums = ", ".join([f"SUM(d.{m})" for m in ROLLUP_MEASURES[:-1]] + ["MAX(d.max_prompt_tokens)"])
-    statements = []
-    for table, key in (
-        ("daily_rollups", {"day": "d.day", "feature": "d.feature", "model": "d.model"}),
-        ("monthly_rollups", {"month": month, "feature": "d.feature", "model": "d.model"}),
-        ("customer_months", {"month": month}),
-    ):
-        columns = ["org_id", "customer_id", *key]
-        groups = ", ".join(str(n) for n in range(1, len(columns) + 1))
-        statements.append(
-            f"INSERT INTO {table} ({', '.join(columns)}, {', '.join(ROLLUP_MEASURES)}) "
-            f"SELECT d.org_id, d.customer_id, {', '.join(key.values())}, {sums} "
-            f"FROM reprice_daily AS d WHERE true GROUP BY {groups} ORDER BY {groups} "
-            f"ON CONFLICT ({', '.join(columns)}) {upsert_assignments(dialect, table)}"
-        )
-    return tuple(statements)
 
 
 def _start_run(pricer: Pricer, org: Org, scope: RepriceScope, actor: str, reason: str) -> int:

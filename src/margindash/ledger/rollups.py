@@ -109,14 +109,15 @@ class RollupDeltas:
                     current = target[target_key] = Measures()
                 current.add(measures)
         dialect = engine.dialect.name
-        _statement(dialect, "daily_rollups", _DETAIL_KEY).execute(conn, _rows(self.by_key))
-        _statement(dialect, "monthly_rollups", _MONTHLY_KEY).execute(conn, _rows(monthly))
-        _statement(dialect, "customer_months", _CUSTOMER_KEY).execute(conn, _rows(customers))
+        _statement(dialect, "daily_rollups", DAILY_KEY).execute(conn, _rows(self.by_key))
+        _statement(dialect, "monthly_rollups", MONTHLY_KEY).execute(conn, _rows(monthly))
+        _statement(dialect, "customer_months", CUSTOMER_KEY).execute(conn, _rows(customers))
 
 
-_DETAIL_KEY = ("org_id", "day", "customer_id", "feature", "model")
-_MONTHLY_KEY = ("org_id", "month", "customer_id", "feature", "model")
-_CUSTOMER_KEY = ("org_id", "month", "customer_id")
+# The primary keys of the rollup tables, in order.
+DAILY_KEY = ("org_id", "day", "customer_id", "feature", "model")
+MONTHLY_KEY = ("org_id", "month", "customer_id", "feature", "model")
+CUSTOMER_KEY = ("org_id", "month", "customer_id")
 
 
 def _rows(by_key: Mapping[Any, Measures]) -> list[tuple[Any, ...]]:
@@ -157,9 +158,9 @@ def event_rollup_upserts(dialect: str, source: str) -> tuple[str, ...]:
     measures = ", ".join(_EVENT_MEASURES)
     statements = []
     for table, columns, values in (
-        ("daily_rollups", _DETAIL_KEY, _DETAIL_KEY),
-        ("monthly_rollups", _MONTHLY_KEY, ("org_id", month, "customer_id", "feature", "model")),
-        ("customer_months", _CUSTOMER_KEY, ("org_id", month, "customer_id")),
+        ("daily_rollups", DAILY_KEY, DAILY_KEY),
+        ("monthly_rollups", MONTHLY_KEY, ("org_id", month, "customer_id", "feature", "model")),
+        ("customer_months", CUSTOMER_KEY, ("org_id", month, "customer_id")),
     ):
         groups = ", ".join(str(n) for n in range(1, len(columns) + 1))
         statements.append(

@@ -10,8 +10,9 @@ multiplications (genai-prices' own `calc_price` is ~60x slower). Prices that do 
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from importlib.metadata import version
 from typing import NamedTuple
@@ -243,10 +244,26 @@ class Rate:
         return int((total * 1_000_000_000).to_integral_value())
 
 
-def _depends_on_time_of_day(info: gp.ModelInfo) -> bool:
+def _price_changes(info: gp.ModelInfo) -> tuple[time, ...]:
+    """The UTC times of day at which a model's price may change; none if it holds all day.
+
+    Between two of them every time-of-day constraint stays in or out of force, so genai-prices
+    picks one price for the whole stretch of the day.
+    """
     if isinstance(info.prices, gp.ModelPrice):
-        return False
-    return any(isinstance(c.constraint, gp.TimeOfDateConstraint) for c in info.prices)
+        return ()
+    changes: set[time] = set()
+    for conditional in info.prices:
+        if isinstance(constraint := conditional.constraint, gp.TimeOfDateConstraint):
+            changes.update((_utc_time(constraint.start_time), _utc_time(constraint.end_time)))
+    return tuple(sorted(changes))
+
+
+def _utc_time(value: time) -> time:
+    """A naive UTC time of day; naive times are UTC already (as genai-prices reads them)."""
+    if value.tzinfo is None:
+        return value
+    return datetime.combine(date(1970, 1, 1), value).astimezone(UTC).time()
 
 
 class Catalogue:
@@ -264,8 +281,8 @@ class Catalogue:
         self.snapshot_id = snapshot_id  # the stored snapshot it was loaded from, if any
         self.token = next(CATALOGUE_TOKENS)  # identifies it in caches (ids can be reused)
         self._resolved: dict[tuple[str, str | None], CatalogueModel | None] = {}
-        self._rates: dict[tuple[int, object], Rate] = {}
-        self._timed: dict[int, bool] = {}  # by id(ModelInfo): prices vary with time of day
+        self._rates: dict[tuple[int, date] | tuple[int, date, int], Rate] = {}
+        self._changes: dict[int, tuple[time, ...]] = {}  # by id(ModelInfo): `_price_changes`
 
     @property
     def data(self) -> DataSnapshot:
@@ -316,20 +333,24 @@ class Catalogue:
         return self.rate(model, at).cost_nanos(tokens)
 
     def rate(self, model: CatalogueModel, at: datetime) -> Rate:
-        """The model's price in force at `at`, compiled once per day (or price) and model."""
-        # Date-constrained prices change at most daily. Time-of-day prices are picked for the
-        # instant, and compiled once per price they pick (the data holds each one once).
+        """The model's price in force at `at`, compiled once per day and model, or per stretch
+        of the day with one price when the price changes with the time of day."""
+        # Date-constrained prices change at most daily, time-of-day prices at the day's
+        # `_price_changes`: finding the stretch is much cheaper than asking genai-prices.
         info = model.info
-        timed = self._timed.get(id(info))
-        if timed is None:
-            timed = self._timed[id(info)] = _depends_on_time_of_day(info)
-        price = info.get_prices(at) if timed else None
-        cache_key = (id(info), id(price) if timed else at.date())
+        changes = self._changes.get(id(info))
+        if changes is None:
+            changes = self._changes[id(info)] = _price_changes(info)
+        cache_key: tuple[int, date] | tuple[int, date, int]
+        if changes:
+            utc = at.astimezone(UTC) if at.tzinfo is not None else at
+            cache_key = (id(info), utc.date(), bisect_right(changes, utc.time()))
+        else:
+            cache_key = (id(info), at.date())
         rate = self._rates.get(cache_key)
         if rate is None:
-            if price is None:
-                price = info.get_prices(at)
-            rate = Rate(model.key, price, compile_price(price), timed)
+            price = info.get_prices(at)
+            rate = Rate(model.key, price, compile_price(price), timed=bool(changes))
             if len(self._rates) > 100_000:
                 self._rates.clear()
             self._rates[cache_key] = rate
