@@ -145,10 +145,12 @@ def serve(
 
     from margindash.app import create_app
     from margindash.logs import configure_logging
+    from margindash.runtime import shorten_switch_interval
 
     settings = get_settings()
     configure_logging(settings)
     _engine(settings).dispose()
+    shorten_switch_interval()
     uvicorn.run(
         create_app(settings, run_jobs=not no_worker),
         host=host or settings.host,

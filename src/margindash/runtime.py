@@ -1,8 +1,10 @@
-"""Process-wide garbage-collector tuning: startup objects frozen, big reports without pauses."""
+"""Process-wide tuning: startup objects frozen, big reports without GC pauses, a short GIL
+switch interval for the server's writer thread."""
 
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,3 +53,16 @@ def unfreeze_startup_objects() -> None:
     """Hand frozen objects back to the collector (at shutdown: a process that builds the app
     again, such as a test run, would otherwise never free the old one's cycles)."""
     gc.unfreeze()
+
+
+# The ledger writer thread releases the GIL inside every database call and must then win it
+# back from the event-loop thread, which holds on to it for up to the switch interval (5 ms
+# by default) while it parses and prices the next requests. A commit makes half a dozen calls,
+# so the writer, not the CPU, set the pace of batch ingest. Measured (`bench/`, 1,000-event
+# batches into SQLite): about 1.3x the events/s at 1 ms; single events unchanged.
+SERVER_SWITCH_INTERVAL_S = 0.001
+
+
+def shorten_switch_interval() -> None:
+    """Let threads that wait on the database get the GIL back sooner (see above)."""
+    sys.setswitchinterval(SERVER_SWITCH_INTERVAL_S)
