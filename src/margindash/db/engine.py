@@ -41,9 +41,6 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # 64 MiB of page cache (the default is 2 MiB): the ledger's indexes outgrow 2 MiB within
     # a few hundred thousand events, and every insert then reads its index pages back in.
     cursor.execute("PRAGMA cache_size=-65536")
-    # 64 MiB of page cache (the default is 2 MiB): the ledger's indexes outgrow 2 MiB within
-    # a few hundred thousand events, and every insert then reads its index pages back in.
-    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
 
 
