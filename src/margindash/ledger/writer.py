@@ -110,12 +110,10 @@ def _insert_events(dialect: str) -> BulkInsert:
     else:
         # PostgreSQL: one statement inserts the events, adds the new ones to the rollups and
         # returns which were new, so a commit costs two round trips (statement, COMMIT).
-        upserts = event_rollup_upserts(dialect, "FROM new_events")
-        writes = ", ".join(f"rollup_{n} AS ({sql})" for n, sql in enumerate(upserts))
         extra = {
             "returning": ("*",),  # read by the rollup upserts; only two columns are sent back
             "postgres_wrapper": (
-                f"WITH new_events AS ({{insert}}), {writes} "
+                f"WITH new_events AS ({{insert}}), {_chained_rollup_upserts()} "
                 "SELECT org_id, request_id FROM new_events"
             ),
         }
@@ -127,6 +125,24 @@ def _insert_events(dialect: str) -> BulkInsert:
         on_conflict="DO NOTHING",
         **extra,
     )
+
+
+def _chained_rollup_upserts() -> str:
+    """The rollup upserts as WITH queries that run one after the other, table by table.
+
+    PostgreSQL runs the sub-statements of a WITH in an unspecified order, but every writer
+    must lock rollup rows table by table in the same order (daily, monthly, per customer) or
+    two of them could deadlock. Each upsert therefore reads only after the previous one has
+    finished: its rows are filtered on a count of the previous one's output, a sub-query
+    PostgreSQL evaluates once, before the first row, by running that upsert to completion.
+    """
+    queries = []
+    for n, sql in enumerate(event_rollup_upserts("postgresql", "FROM new_events")):
+        if n:
+            after = f"FROM new_events WHERE (SELECT count(*) FROM rollup_{n - 1}) >= 0"
+            sql = sql.replace("FROM new_events", after, 1)
+        queries.append(f"rollup_{n} AS ({sql} RETURNING 1)")
+    return ", ".join(queries)
 
 
 # One statement text for any number of ids (a JSON array), so SQLite compiles it once.
