@@ -167,3 +167,21 @@ def test_day_keys_are_org_local(engine: Engine) -> None:
     (day,) = stored(engine, org.id)["daily"]
     assert day[0] == at.date() - timedelta(days=1)
     assert isinstance(day[0], date)
+
+
+def test_a_commit_larger_than_a_bulk_chunk_keeps_rollups_exact(engine: Engine) -> None:
+    """12,000 events in one transaction: more than one chunk of rows (SQLite statements of at
+    most 1,024 rows, PostgreSQL arrays of 10,000 for plain inserts)."""
+    org = create_org(engine, name="acme").org
+    ingestor = UsageIngestor(
+        engine=engine,
+        pricer=Pricer(engine),
+        rules=EventRules(strict=False, estimate_factor=1.1, max_age=timedelta(days=400)),
+    )
+    rng = random.Random(11)
+    events = [random_event(rng, n) for n in range(12_000)]
+    report = ingestor.ingest_now(org=org, raw_events=events + events[:3])
+    assert (report.count("accepted"), report.count("duplicate")) == (12_000, 3)
+    expected = regrouped(engine, org.id)
+    assert sum(m[0] for m in expected["daily"].values()) == 12_000
+    assert stored(engine, org.id) == expected

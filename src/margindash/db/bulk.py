@@ -67,7 +67,9 @@ class BulkInsert:
     """A reusable multi-row INSERT … ON CONFLICT statement for one table and column list.
 
     `postgres_wrapper` places the PostgreSQL INSERT inside a larger statement (`{insert}`),
-    such as a WITH query that also writes what the inserted rows add elsewhere.
+    such as a WITH query that also writes what the inserted rows add elsewhere. Such a
+    statement takes all rows at once: in chunks, its other writes would lock rows in one sorted
+    pass per chunk instead of one for all (the order that keeps concurrent writers apart).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class BulkInsert:
             arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
             insert = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}){tail}"
             self._sql = postgres_wrapper.format(insert=insert)
+            self._postgres_chunk = _POSTGRES_CHUNK if self._sql == insert else None
 
     def execute(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> Any:
         """Insert the rows (tuples in column order).
@@ -125,8 +128,9 @@ class BulkInsert:
 
     def _chunks(self, rows: Sequence[Sequence[Any]]) -> Iterator[Sequence[Sequence[Any]]]:
         if self.dialect != "sqlite":
-            for start in range(0, len(rows), _POSTGRES_CHUNK):
-                yield rows[start : start + _POSTGRES_CHUNK]
+            size = self._postgres_chunk or max(len(rows), 1)
+            for start in range(0, len(rows), size):
+                yield rows[start : start + size]
             return
         start = 0
         for size in self._sizes:
