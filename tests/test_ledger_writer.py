@@ -53,6 +53,12 @@ def random_event(rng: random.Random, n: int) -> dict[str, Any]:
     return event
 
 
+def direct_ingestor(engine: Engine, *, strict: bool) -> UsageIngestor:
+    """An ingestor writing in the caller's thread (strict off also accepts estimated events)."""
+    rules = EventRules(strict=strict, estimate_factor=1.1, max_age=timedelta(days=400))
+    return UsageIngestor(engine=engine, pricer=Pricer(engine), rules=rules)
+
+
 def regrouped(engine: Engine, org_id: str) -> dict[str, dict[tuple[Any, ...], tuple[int, ...]]]:
     """What each rollup table should hold, summed in Python from the stored events."""
     e = usage_events.c
@@ -108,11 +114,7 @@ def stored(engine: Engine, org_id: str) -> dict[str, dict[tuple[Any, ...], tuple
 def test_rollups_equal_the_stored_events_regrouped(engine: Engine) -> None:
     org = create_org(engine, name="acme", timezone="America/New_York").org
     other = create_org(engine, name="globex").org
-    ingestor = UsageIngestor(
-        engine=engine,
-        pricer=Pricer(engine),
-        rules=EventRules(strict=False, estimate_factor=1.1, max_age=timedelta(days=400)),
-    )
+    ingestor = direct_ingestor(engine, strict=False)
     rng = random.Random(7)
     events = [random_event(rng, n) for n in range(600)]
     # Several commits, with duplicates inside one and of earlier commits; another org alongside.
@@ -149,11 +151,7 @@ def test_sqlite_rollup_upserts_read_only_the_new_events(sqlite_url: str) -> None
 def test_day_keys_are_org_local(engine: Engine) -> None:
     """An event at 02:00 UTC belongs to the previous day in New York, in every rollup."""
     org = create_org(engine, name="acme", timezone="America/New_York").org
-    ingestor = UsageIngestor(
-        engine=engine,
-        pricer=Pricer(engine),
-        rules=EventRules(strict=True, estimate_factor=1.1, max_age=timedelta(days=400)),
-    )
+    ingestor = direct_ingestor(engine, strict=True)
     at = (NOW - timedelta(days=3)).replace(hour=2, minute=0, second=0)
     event = {
         "request_id": "late-night",
@@ -173,11 +171,7 @@ def test_a_commit_larger_than_a_bulk_chunk_keeps_rollups_exact(engine: Engine) -
     """12,000 events in one transaction: more than one chunk of rows (SQLite statements of at
     most 1,024 rows, PostgreSQL arrays of 10,000 for plain inserts)."""
     org = create_org(engine, name="acme").org
-    ingestor = UsageIngestor(
-        engine=engine,
-        pricer=Pricer(engine),
-        rules=EventRules(strict=False, estimate_factor=1.1, max_age=timedelta(days=400)),
-    )
+    ingestor = direct_ingestor(engine, strict=False)
     rng = random.Random(11)
     events = [random_event(rng, n) for n in range(12_000)]
     report = ingestor.ingest_now(org=org, raw_events=events + events[:3])
