@@ -18,11 +18,13 @@ from margindash.pricing.catalogue import (
     TokenCounts,
     genai_usage,
 )
+from margindash.pricing.history import CatalogueHistory
 from margindash.pricing.overrides import OrgPricingRules
 from margindash.pricing.service import price_with_rules
 
 AT = datetime(2026, 2, 14, 15, 4, 5, tzinfo=UTC)
 CATALOGUE = Catalogue()
+HISTORY = CatalogueHistory.of(CATALOGUE)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +60,7 @@ def test_names_resolve(name: str, provider: str | None, expected: str) -> None:
 @pytest.mark.parametrize("name", ["gpt-4o-mini-2024-07-18", "GPT-4o-mini ", "openai/gpt-4o-mini"])
 def test_every_spelling_of_gpt_4o_mini_costs_the_same(name: str) -> None:
     quote = price_with_rules(
-        CATALOGUE,
+        HISTORY,
         OrgPricingRules(),
         model_name=name,
         provider=None,
@@ -70,7 +72,7 @@ def test_every_spelling_of_gpt_4o_mini_costs_the_same(name: str) -> None:
 
 def test_unknown_model_is_unpriced() -> None:
     quote = price_with_rules(
-        CATALOGUE,
+        HISTORY,
         OrgPricingRules(),
         model_name="acme-llama",
         provider=None,

@@ -3,12 +3,15 @@ change applies from its effective date without rewriting what is stored."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+import random
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from margindash.pricing.catalogue import TokenCounts
+from margindash.pricing.service import Pricer
 from margindash.pricing.sync import sync_prices
 from tests.conftest import Tenant
 from tests.pricing.payloads import CatalogueServer, add_model, catalogue_doc, set_price
@@ -86,6 +89,42 @@ def test_each_event_costs_the_price_in_force_at_its_timestamp(
         "0.45",
     )
     assert at_v2["catalogue"]["effective_from"] == V2_AT.date().isoformat()
+
+
+def test_calls_either_side_of_a_new_version_on_its_day_price_by_their_own_version(
+    client: TestClient, engine: Engine, tenant: Tenant, prices_server: CatalogueServer
+) -> None:
+    sync_at(client, engine, prices_server, V1_AT)
+    cheaper = catalogue_doc()
+    set_price(cheaper, "openai", "gpt-3.5-turbo", "input_mtok", 0.45)
+    prices_server.serve(cheaper)
+    sync_at(client, engine, prices_server, V2_AT)
+    pricer = Pricer(engine)
+    tick = timedelta(microseconds=1)
+    # Instants around the change, also in UTC offsets whose local date is the day before or
+    # after it, and days away from it; each round after the first is answered by cached plans.
+    east, west = timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))
+    # (Equal instants in other offsets are equal datetimes: a list, not a dict, keeps them.)
+    cases = [
+        (V2_AT - tick, 500_000_000),
+        (V2_AT, 450_000_000),
+        ((V2_AT - tick).astimezone(east), 500_000_000),
+        (V2_AT.astimezone(east), 450_000_000),
+        ((V2_AT - tick).astimezone(west), 500_000_000),
+        (V2_AT.astimezone(west), 450_000_000),
+        (V2_AT - timedelta(days=2), 500_000_000),
+        (V2_AT + timedelta(days=2), 450_000_000),
+    ]
+    for _ in range(3):
+        for at, cost in random.sample(cases, len(cases)):
+            quote = pricer.price(
+                org_id=tenant.org.id,
+                model_name="gpt-3.5-turbo",
+                provider=None,
+                tokens=TokenCounts(1_000_000, 0),
+                at=at,
+            )
+            assert quote.cost_nanos == cost, at.isoformat()
 
 
 def test_an_upstream_start_date_splits_prices_within_one_snapshot(

@@ -23,6 +23,7 @@ from genai_prices.data_snapshot import DataSnapshot, get_snapshot
 from margindash.pricing.normalise import candidates
 
 PICOS_PER_NANO = 1000
+_HALF_NANO = PICOS_PER_NANO // 2
 _PICOS_PER_MTOK_USD = 1_000_000  # $1 per 1M tokens = 1,000,000 pico-USD per token
 # Price keys that apply only to usage margindash never records (audio, images, searches…).
 _KEYS_NOT_FOR_TEXT_TOKENS = frozenset(
@@ -119,6 +120,27 @@ class CompiledPrice:
         )
         object.__setattr__(self, "flat", flat)
 
+    def cost_nanos(self, tokens: TokenCounts) -> int:
+        """The cost of a call in nano-USD, rounded half to even (as `picos_to_nanos`)."""
+        if self.flat is None:
+            return picos_to_nanos(self.cost_picos(tokens))
+        # The flat case again, inline: it prices almost every event, and calls cost more here
+        # than the arithmetic does.
+        prompt, completion, cached, cache_write, reasoning = tokens
+        input_price, read, write, output, thinking = self.flat
+        nanos, rest = divmod(
+            (prompt - cached - cache_write) * input_price
+            + cached * read
+            + cache_write * write
+            + (completion - reasoning) * output
+            + reasoning * thinking
+            + self.per_request,
+            PICOS_PER_NANO,
+        )
+        if rest > _HALF_NANO or (rest == _HALF_NANO and nanos & 1):
+            nanos += 1
+        return nanos
+
     def cost_picos(self, tokens: TokenCounts) -> int:
         """The cost of a call in pico-USD (exact)."""
         prompt, completion, cached, cache_write, reasoning = tokens
@@ -163,7 +185,7 @@ class NotPricedPerToken(ValueError):
 def picos_to_nanos(picos: int) -> int:
     """Round pico-USD to nano-USD, half to even."""
     nanos, rest = divmod(picos, PICOS_PER_NANO)
-    if rest > PICOS_PER_NANO // 2 or (rest == PICOS_PER_NANO // 2 and nanos % 2):
+    if rest > _HALF_NANO or (rest == _HALF_NANO and nanos & 1):
         nanos += 1
     return nanos
 

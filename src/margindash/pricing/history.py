@@ -15,7 +15,7 @@ import time
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from genai_prices.data_snapshot import DataSnapshot
@@ -106,6 +106,13 @@ class CatalogueHistory:
         self._latest = self.versions[-1]
         self._latest_from = self._starts[-1]
         self.token = next(CATALOGUE_TOKENS)
+        # The days (in any UTC offset, so one either side) on which a version takes effect:
+        # the only days whose calls are not all priced by one version.
+        self.change_days = frozenset(
+            start.date() + timedelta(days=shift)
+            for start in self._starts[1:]
+            for shift in (-1, 0, 1)
+        )
 
     @classmethod
     def of(cls, catalogue: Catalogue) -> CatalogueHistory:

@@ -86,8 +86,11 @@ class OrgPricingRules:
     """Everything an org set about pricing, loaded at once."""
 
     aliases: dict[str, list[Alias]] = field(default_factory=dict)
-    # How names were priced under these rules (see `service.price_with_rules`).
-    plans: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False, compare=False)
+    # How names were priced under these rules, per catalogue history token (see
+    # `service.price_with_rules`).
+    plans: dict[int, dict[tuple[object, ...], Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
     custom: dict[str, list[CustomPrice]] = field(default_factory=dict)
     discounts: list[Discount] = field(default_factory=list)
 
