@@ -120,27 +120,6 @@ class CompiledPrice:
         )
         object.__setattr__(self, "flat", flat)
 
-    def cost_nanos(self, tokens: TokenCounts) -> int:
-        """The cost of a call in nano-USD, rounded half to even (as `picos_to_nanos`)."""
-        if self.flat is None:
-            return picos_to_nanos(self.cost_picos(tokens))
-        # The flat case again, inline: it prices almost every event, and calls cost more here
-        # than the arithmetic does.
-        prompt, completion, cached, cache_write, reasoning = tokens
-        input_price, read, write, output, thinking = self.flat
-        nanos, rest = divmod(
-            (prompt - cached - cache_write) * input_price
-            + cached * read
-            + cache_write * write
-            + (completion - reasoning) * output
-            + reasoning * thinking
-            + self.per_request,
-            PICOS_PER_NANO,
-        )
-        if rest > _HALF_NANO or (rest == _HALF_NANO and nanos & 1):
-            nanos += 1
-        return nanos
-
     def cost_picos(self, tokens: TokenCounts) -> int:
         """The cost of a call in pico-USD (exact)."""
         prompt, completion, cached, cache_write, reasoning = tokens

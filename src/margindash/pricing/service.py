@@ -14,6 +14,7 @@ from margindash.pricing.catalogue import (
     CompiledPrice,
     Rate,
     TokenCounts,
+    picos_to_nanos,
     priced_per_token,
 )
 from margindash.pricing.history import CatalogueHistory, LiveCatalogue
@@ -142,7 +143,7 @@ class PricePlan:
     def quote(self, tokens: TokenCounts, at: datetime | None = None) -> Quote:
         """The cost of a call; `at` is needed only by `hourly` plans."""
         if self.plain is not None:
-            cost = self.plain.cost_nanos(tokens)
+            cost = picos_to_nanos(self.plain.cost_picos(tokens))
             # The same tuple `Quote(...)` builds, without NamedTuple's Python-level __new__:
             # that call took a fifth of the time of pricing an event.
             return _new_tuple(Quote, (self.model, self.provider, cost, self.source, self.ref, ()))
