@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from margindash.db.engine import POSTGRES_CONNECT_TIMEOUT_S, make_engine
+from margindash.ledger.writer import KEEP_IDLE_CONNECTION_S
 from tests.conftest import POSTGRES_URL, make_tenant
 from tests.live_server import LiveServer
 from tests.reliability.clients import RetryingSender, join_senders, run_senders
@@ -44,6 +45,40 @@ def through(proxy: TcpProxy, url: str) -> str:
 def assert_unavailable(response: httpx.Response) -> None:
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"].isdigit()
+
+
+def terminate_sessions(postgres_url: str) -> None:
+    """What a restart does to every session, idle in the pool or busy in a transaction."""
+    with psycopg.connect(
+        make_url(postgres_url)
+        .render_as_string(hide_password=False)
+        .replace("postgresql+psycopg://", "postgresql://"),
+        autocommit=True,
+    ) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def test_a_restart_while_ingest_is_idle_costs_no_request_an_error(
+    postgres_url: str, pg_engine: Engine, start_server: Callable[..., LiveServer]
+) -> None:
+    tenant = make_tenant(pg_engine, "acme")
+    server = start_server(postgres_url)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+
+        def post(request_id: str) -> httpx.Response:
+            return client.post("/v1/usage", json=event(request_id), headers=tenant.ingest)
+
+        for round_ in range(3):
+            assert [post(f"r{round_}-{i}").status_code for i in range(3)] == [200] * 3
+            terminate_sessions(postgres_url)  # the writer's own connection among them
+            # Idle longer than the writer keeps its connection: the next commit takes a
+            # pinged one from the pool instead of failing on the dead one.
+            time.sleep(KEEP_IDLE_CONNECTION_S + 0.5)
+    assert len(stored_request_ids(pg_engine, tenant.org.id)) == 9
+    assert server.server_errors() == []
 
 
 def test_unreachable_postgres_answers_503_then_recovers_without_a_restart(
@@ -119,17 +154,7 @@ def test_postgres_restart_mid_ingest_costs_retries_never_events(
     time.sleep(1.0)
     proxy.restore()
     wait_for_acks(90)
-    # What a restart does to every session, idle in the pool or busy in a transaction.
-    with psycopg.connect(
-        make_url(postgres_url)
-        .render_as_string(hide_password=False)
-        .replace("postgresql+psycopg://", "postgresql://"),
-        autocommit=True,
-    ) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+    terminate_sessions(postgres_url)
     join_senders(senders)
 
     sent = [rid for s in senders for rid in s.request_ids]

@@ -274,10 +274,23 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
 
 
-def run_transaction(engine: Engine, work: Callable[[Connection], Any]) -> Any:
-    """Run `work` in a transaction, retrying SQLite busy errors; unavailability → exception."""
+def run_transaction(
+    engine: Engine,
+    work: Callable[[Connection], Any],
+    *,
+    connect: Callable[[], Connection] | None = None,
+) -> Any:
+    """Run `work` in a transaction, retrying SQLite busy errors; unavailability → exception.
+
+    The transaction runs on a connection from the pool, or on the one `connect` gives (which
+    stays open afterwards).
+    """
     for attempt in range(_BUSY_RETRIES):
         try:
+            if connect is not None:
+                conn = connect()
+                with conn.begin():
+                    return work(conn)
             with engine.begin() as conn:
                 return work(conn)
         except Exception as exc:
@@ -299,6 +312,15 @@ class _Job:
 CommitHook = Callable[[Sequence[EventRow]], None]
 
 
+# The writer keeps its connection between commits: checking one out of the pool, with the
+# pool's liveness ping (a round trip on PostgreSQL) and its bookkeeping, cost more than the
+# commit's own Python work. Measured (`bench/`, single events, 32 clients): 1.18x req/s on
+# PostgreSQL, 1.16x on SQLite. After this long without a commit the connection goes back to
+# the pool, so the next commit gets a pinged one: a database restarted while the writer was
+# idle costs no request an error.
+KEEP_IDLE_CONNECTION_S = 1.0
+
+
 class LedgerWriter:
     """A thread that writes submitted event rows with group commit.
 
@@ -311,6 +333,8 @@ class LedgerWriter:
         self.after_commit = list(after_commit)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._connection: Connection | None = None  # used by the writer thread only
+        self._last_commit = 0.0
 
     def start(self) -> None:
         if self._thread is None:
@@ -352,15 +376,19 @@ class LedgerWriter:
                 jobs.append(job)
                 size += len(job.rows)
             self._commit(jobs)
+        self._release_connection()
 
     def _commit(self, jobs: list[_Job]) -> None:
         rows = [row for job in jobs for row in job.rows]
         try:
             stored = run_transaction(
-                self.engine, lambda conn: write_events(conn, self.engine, rows)
+                self.engine,
+                lambda conn: write_events(conn, self.engine, rows),
+                connect=self._held_connection,
             )
         except Exception as exc:  # every waiting request must hear about the failure
             log.warning("ledger write failed: %s", exc)
+            self._release_connection()  # it may be broken: the next commit takes a pinged one
             for job in jobs:
                 job.future.set_exception(exc)
             return
@@ -368,9 +396,26 @@ class LedgerWriter:
         for job in jobs:
             job.future.set_result(stored[offset : offset + len(job.rows)])
             offset += len(job.rows)
+        self._last_commit = time.monotonic()
         new_rows = [row for row, was_stored in zip(rows, stored, strict=True) if was_stored]
         for hook in self.after_commit:
             try:
                 hook(new_rows)
             except Exception:  # a hook must never lose or fail an acknowledged write
                 log.exception("after-commit hook failed")
+
+    def _held_connection(self) -> Connection:
+        """The writer's connection, taken from the pool again after an idle spell."""
+        if time.monotonic() - self._last_commit > KEEP_IDLE_CONNECTION_S:
+            self._release_connection()
+        if self._connection is None:
+            self._connection = self.engine.connect()
+        return self._connection
+
+    def _release_connection(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                connection.close()  # back to the pool, or discarded if it was invalidated
+            except Exception:  # a broken connection must not stop the writer
+                log.warning("ledger writer connection not closed cleanly", exc_info=True)
