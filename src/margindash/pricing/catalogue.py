@@ -9,7 +9,6 @@ multiplications (genai-prices' own `calc_price` is ~60x slower). Prices that do 
 
 from __future__ import annotations
 
-import itertools
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -49,7 +48,6 @@ _KEYS_NOT_FOR_TEXT_TOKENS = frozenset(
     }
 )
 _TOKEN_KEYS = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok")
-CATALOGUE_TOKENS = itertools.count(1)
 
 
 class TokenCounts(NamedTuple):
@@ -280,7 +278,6 @@ class Catalogue:
         self._snapshot = snapshot or get_snapshot()
         self.source = source or f"genai-prices {version('genai-prices')}"
         self.snapshot_id = snapshot_id  # the stored snapshot it was loaded from, if any
-        self.token = next(CATALOGUE_TOKENS)  # identifies it in caches (ids can be reused)
         self._resolved: dict[tuple[str, str | None], CatalogueModel | None] = {}
         self._rates: dict[tuple[int, date] | tuple[int, date, int], Rate] = {}
         self._changes: dict[int, tuple[time, ...]] = {}  # by id(ModelInfo): `_price_changes`
@@ -313,10 +310,6 @@ class Catalogue:
             self._resolved.clear()
         self._resolved[cache_key] = found
         return found
-
-    def version_at(self, at: datetime) -> tuple[int, int]:
-        """Which catalogue prices `at`: always this one."""
-        return (self.token, 0)
 
     def resolve_at(
         self, model_name: str, provider_hint: str | None, at: datetime

@@ -9,6 +9,7 @@ the database cannot be read, the catalogue in memory stays in use and ingestion 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -22,13 +23,14 @@ from genai_prices.data_snapshot import DataSnapshot
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from margindash.pricing.catalogue import CATALOGUE_TOKENS, Catalogue, CatalogueModel
+from margindash.pricing.catalogue import Catalogue, CatalogueModel
 from margindash.pricing.payload import InvalidCatalogue, bundled_label
 from margindash.pricing.snapshots import SnapshotInfo, accepted_snapshots, snapshot_providers
 
 log = logging.getLogger(__name__)
 REFRESH_S = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HISTORY_TOKENS = itertools.count(1)
 _LOADED_CATALOGUES = 16
 
 
@@ -105,7 +107,7 @@ class CatalogueHistory:
         self._starts = [v.effective_from or _EPOCH for v in self.versions]
         self._latest = self.versions[-1]
         self._latest_from = self._starts[-1]
-        self.token = next(CATALOGUE_TOKENS)
+        self.token = next(_HISTORY_TOKENS)  # identifies it in caches (ids can be reused)
         # The days (in any UTC offset, so one either side) on which a version takes effect:
         # the only days whose calls are not all priced by one version.
         self.change_days = frozenset(

@@ -184,10 +184,9 @@ def _decide_actions(lines: Iterable[PnlLine], streaks: dict[str, int], watch_pct
     """Each customer's action, from its margin, and its run of negative months."""
     for line in lines:
         revenue, cost = line.revenue_nanos, line.cost_nanos
-        margin = revenue - cost
-        # A loss decides on its own; the percentage (a division) matters only to thin margins.
-        pct = margin_pct(revenue, cost) if margin >= 0 else None
-        line.action = customer_action(margin_nanos=margin, margin_pct=pct, watch_pct=watch_pct)
+        line.action = customer_action(
+            margin_nanos=revenue - cost, margin_pct=margin_pct(revenue, cost), watch_pct=watch_pct
+        )
         line.negative_months = streaks.get(line.key, 0)
 
 
