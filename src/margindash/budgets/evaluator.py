@@ -267,9 +267,10 @@ class BudgetEvaluator:
     def _evaluate(self, work: list[_Work]) -> None:
         for org_id, rows in _by_org(work).items():
             budgets = self._budgets(org_id)
-            if rows is not None:
-                keys = [row.key for row in rows]
-                touched = {(k.customer_id, k.feature, k.model) for k in keys}
+            if budgets and rows is not None:
+                # Runs after every commit, holding the GIL the writer and the event loop
+                # need: orgs without budgets skip it.
+                touched = {(k.customer_id, k.feature, k.model) for k in (row.key for row in rows)}
                 budgets = [b for b in budgets if _touches(b, touched)]
             org = self._org(org_id)
             if not budgets or org is None:

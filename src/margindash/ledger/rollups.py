@@ -129,18 +129,24 @@ MONTH_OF_DAY = {
     "sqlite": "substr({day}, 1, 8) || '01'",  # days are stored as ISO text
     "postgresql": "CAST(date_trunc('month', {day}) AS date)",
 }
-# What one stored event adds to its rollup rows, in ROLLUP_MEASURES order.
+# What one stored event adds to its rollup row, in ROLLUP_MEASURES order.
 _EVENT_MEASURES = (
+    "1",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "COALESCE(cost_nanos, 0)",
+    "CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END",
+    "CASE WHEN estimated THEN 1 ELSE 0 END",
+    f"COALESCE(revenue_cents, 0) * {NANOS_PER_CENT}",
+    "prompt_tokens",
+)
+# The same, summed over a group of events (MAX for the largest prompt).
+_GROUP_MEASURES = (
     "COUNT(*)",
-    "SUM(prompt_tokens)",
-    "SUM(completion_tokens)",
-    "SUM(cached_tokens)",
-    "SUM(cache_write_tokens)",
-    "SUM(reasoning_tokens)",
-    "SUM(COALESCE(cost_nanos, 0))",
-    "SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END)",
-    "SUM(CASE WHEN estimated THEN 1 ELSE 0 END)",
-    f"SUM(COALESCE(revenue_cents, 0)) * {NANOS_PER_CENT}",
+    *(f"SUM({m})" for m in _EVENT_MEASURES[1:-1]),
     "MAX(prompt_tokens)",
 )
 
@@ -150,12 +156,18 @@ def event_rollup_upserts(dialect: str, source: str) -> tuple[str, ...]:
     """Statements that add new events to the daily, monthly and customer-month rollups.
 
     `source` is a FROM … WHERE fragment giving the new rows with usage_events' columns. The
-    database groups them itself: summing them in Python and sending every rollup row back as
-    parameters cost more than inserting the events. Rows are upserted in key order, the lock
-    order every writer keeps.
+    database does the adding itself: summing in Python and sending every rollup row back as
+    parameters cost more than inserting the events.
+
+    PostgreSQL groups the events first (one statement may not update a row twice) and upserts
+    in key order, the lock order every writer keeps. SQLite upserts event by event: with one
+    writer there is no lock order to keep, and its GROUP BY cost about 6 µs a group, two to
+    three times an upsert. Measured per 1,000-event commit: 1,000 customers, 38 → 24 ms;
+    50 customers, 27 → 16–21 ms; one rollup row for all, 18 → 19 ms.
     """
     month = MONTH_OF_DAY[dialect].format(day="day")
-    measures = ", ".join(_EVENT_MEASURES)
+    grouped = dialect != "sqlite"
+    measures = ", ".join(_GROUP_MEASURES if grouped else _EVENT_MEASURES)
     statements = []
     for table, columns, values in (
         ("daily_rollups", DAILY_KEY, DAILY_KEY),
@@ -163,10 +175,10 @@ def event_rollup_upserts(dialect: str, source: str) -> tuple[str, ...]:
         ("customer_months", CUSTOMER_KEY, ("org_id", month, "customer_id")),
     ):
         groups = ", ".join(str(n) for n in range(1, len(columns) + 1))
+        grouping = f" GROUP BY {groups} ORDER BY {groups}" if grouped else ""
         statements.append(
             f"INSERT INTO {table} ({', '.join(columns)}, {', '.join(ROLLUP_MEASURES)}) "
-            f"SELECT {', '.join(values)}, {measures} {source} GROUP BY {groups} "
-            f"ORDER BY {groups} "
+            f"SELECT {', '.join(values)}, {measures} {source}{grouping} "
             f"ON CONFLICT ({', '.join(columns)}) {upsert_assignments(dialect, table)}"
         )
     return tuple(statements)

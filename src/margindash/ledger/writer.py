@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-import orjson
 import psycopg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -104,8 +103,9 @@ class EventRow:
 @cache
 def _insert_events(dialect: str) -> BulkInsert:
     if dialect == "sqlite":
-        # SQLite finds duplicates first (`_stored_ids`): RETURNING would cost a driver call,
-        # and a wait for the GIL, per inserted row. The rollups follow as separate statements.
+        # SQLite: no RETURNING, which would cost a driver call, and a wait for the GIL, per
+        # inserted row; `_insert_sqlite` finds skipped duplicates by rowid, then the rollups
+        # follow as separate statements.
         extra: dict[str, Any] = {}
     else:
         # PostgreSQL: one statement inserts the events, adds the new ones to the rollups and
@@ -143,13 +143,6 @@ def _chained_rollup_upserts() -> str:
             sql = sql.replace("FROM new_events", after, 1)
         queries.append(f"rollup_{n} AS ({sql} RETURNING 1)")
     return ", ".join(queries)
-
-
-# One statement text for any number of ids (a JSON array), so SQLite compiles it once.
-_STORED_IDS = (
-    "SELECT request_id FROM usage_events "
-    "WHERE org_id = ? AND request_id IN (SELECT value FROM json_each(?))"
-)
 
 
 def write_events(conn: Connection, engine: Engine, rows: Sequence[EventRow]) -> list[bool]:
@@ -190,40 +183,46 @@ def _insert_sqlite(conn: Connection, rows: Sequence[EventRow]) -> list[bool]:
     driver = conn.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
     if not driver.in_transaction:
-        # Take the write lock before looking for duplicates, so none can appear in between.
+        # Take the write lock first: every id above the largest read next is then ours.
         driver.execute("BEGIN IMMEDIATE")
-    seen = _stored_ids(driver, rows)
-    stored: list[bool] = []
-    new: list[tuple[Any, ...]] = []
-    for row in rows:
-        ident = (row.params[0], row.params[1])
-        if ident in seen:
-            stored.append(False)
-        else:
-            seen.add(ident)
-            stored.append(True)
-            new.append(row.params)
-    if not new:
-        return stored
+    stored, new = _first_occurrences(rows)
     (last_id,) = driver.execute("SELECT coalesce(max(id), 0) FROM usage_events").fetchone()
-    written = _insert_events("sqlite").execute(conn, new)
-    if written != len(new):  # cannot happen under the write lock; never report a lost event
-        raise RuntimeError(f"expected to insert {len(new)} events, inserted {written}")
-    for sql in event_rollup_upserts("sqlite", _SQLITE_NEW_EVENTS):
-        driver.execute(sql, (last_id,))
+    # Ids stored by earlier commits are skipped by the insert (ON CONFLICT DO NOTHING) rather
+    # than looked up first: retries are rare, and the look-up cost a tenth of the commit.
+    written = _insert_events("sqlite").execute(conn, new) if new else 0
+    if written != len(new):
+        _unmark_skipped(driver, rows, stored, after_id=last_id)
+    if written:
+        for sql in event_rollup_upserts("sqlite", _SQLITE_NEW_EVENTS):
+            driver.execute(sql, (last_id,))
     return stored
 
 
-def _stored_ids(driver: sqlite3.Connection, rows: Sequence[EventRow]) -> set[tuple[str, str]]:
-    """The (org, request_id) pairs of `rows` that are already stored."""
-    by_org: dict[str, list[str]] = {}
+def _first_occurrences(rows: Sequence[EventRow]) -> tuple[list[bool], list[tuple[Any, ...]]]:
+    """Per row, whether it is the first with its (org, request_id); the params of those."""
+    seen: set[tuple[str, str]] = set()
+    firsts: list[bool] = []
+    params: list[tuple[Any, ...]] = []
     for row in rows:
-        by_org.setdefault(row.params[0], []).append(row.params[1])
-    found: set[tuple[str, str]] = set()
-    for org_id, request_ids in by_org.items():
-        cursor = driver.execute(_STORED_IDS, (org_id, orjson.dumps(request_ids).decode()))
-        found.update((org_id, request_id) for (request_id,) in cursor.fetchall())
-    return found
+        ident = (row.params[0], row.params[1])
+        if ident in seen:
+            firsts.append(False)
+        else:
+            seen.add(ident)
+            firsts.append(True)
+            params.append(row.params)
+    return firsts, params
+
+
+def _unmark_skipped(
+    driver: sqlite3.Connection, rows: Sequence[EventRow], stored: list[bool], *, after_id: int
+) -> None:
+    """Clear the stored flag of rows the insert skipped: their ids were stored before."""
+    cursor = driver.execute(f"SELECT org_id, request_id {_SQLITE_NEW_EVENTS}", (after_id,))
+    inserted = set(cursor.fetchall())
+    for i, row in enumerate(rows):
+        if stored[i] and (row.params[0], row.params[1]) not in inserted:
+            stored[i] = False
 
 
 def _count_duplicates(
