@@ -8,19 +8,20 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, QueuePool, func, insert, select
 
 from margindash.db.tables import (
     ROLLUP_MEASURES,
     customer_months,
     daily_rollups,
+    ingest_stats,
     monthly_rollups,
     usage_events,
 )
 from margindash.ledger.events import EventRules
 from margindash.ledger.ingest import UsageIngestor
 from margindash.ledger.rollups import event_rollup_upserts
-from margindash.ledger.writer import _SQLITE_NEW_EVENTS
+from margindash.ledger.writer import _SQLITE_NEW_EVENTS, LedgerWriter
 from margindash.money import NANOS_PER_CENT
 from margindash.orgs.service import create_org
 from margindash.pricing.service import Pricer
@@ -179,3 +180,45 @@ def test_a_commit_larger_than_a_bulk_chunk_keeps_rollups_exact(engine: Engine) -
     expected = regrouped(engine, org.id)
     assert sum(m[0] for m in expected["daily"].values()) == 12_000
     assert stored(engine, org.id) == expected
+
+
+def test_the_writer_commits_and_hands_back_a_transactional_connection(engine: Engine) -> None:
+    """The writer thread's commits are complete when acknowledged (events, rollups, duplicates
+    counted), and the connection it hands back to the pool runs transactions again: on
+    PostgreSQL its own statement is the transaction (autocommit), which must not leak."""
+    org = create_org(engine, name="acme").org
+    ingestor = direct_ingestor(engine, strict=False)
+    rng = random.Random(5)
+    events = [random_event(rng, n) for n in range(50)]
+    writer = LedgerWriter(engine)
+    writer.start()
+    try:
+        for chunk in (events[:30], events[20:]):  # the second repeats 10 ids of the first
+            flags = writer.submit(ingestor.prepare(org=org, raw_events=chunk)[1]).result(30)
+    finally:
+        writer.stop()  # its connection goes back to the pool
+    assert flags == [False] * 10 + [True] * 20
+    assert stored(engine, org.id) == regrouped(engine, org.id)
+    with engine.connect() as conn:
+        counted = conn.execute(
+            select(func.sum(ingest_stats.c.duplicates)).where(ingest_stats.c.org_id == org.id)
+        ).scalar_one()
+    assert counted == 10
+
+    # Every pooled connection at once, so the writer's is among them.
+    pool = engine.pool
+    assert isinstance(pool, QueuePool)
+    connections = [engine.connect() for _ in range(pool.checkedin())]
+    try:
+        for n, conn in enumerate(connections):
+            row = {"org_id": org.id, "day": date(2000, 1, n + 1), "duplicates": 1}
+            conn.execute(insert(ingest_stats).values(**row))
+            conn.rollback()
+    finally:
+        for conn in connections:
+            conn.close()
+    with engine.connect() as conn:
+        left = conn.execute(
+            select(func.count()).where(ingest_stats.c.day < date(2001, 1, 1))
+        ).scalar_one()
+    assert left == 0, "a rolled-back insert stayed: a pooled connection is in autocommit"

@@ -163,7 +163,7 @@ def event_rollup_upserts(dialect: str, source: str) -> tuple[str, ...]:
     in key order, the lock order every writer keeps. SQLite upserts event by event: with one
     writer there is no lock order to keep, and its GROUP BY cost about 6 µs a group, two to
     three times an upsert. Measured per 1,000-event commit: 1,000 customers, 38 → 24 ms;
-    50 customers, 27 → 16–21 ms; one rollup row for all, 18 → 19 ms.
+    50 customers, 27 → 16 to 21 ms; one rollup row for all, 18 → 19 ms.
     """
     month = MONTH_OF_DAY[dialect].format(day="day")
     grouped = dialect != "sqlite"

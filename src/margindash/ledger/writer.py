@@ -155,7 +155,15 @@ def write_events(conn: Connection, engine: Engine, rows: Sequence[EventRow]) -> 
         stored = _insert_sqlite(conn, rows)
     else:
         stored = _insert_postgres(conn, rows)
-    _count_duplicates(conn, engine, rows, stored)
+    if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        _count_duplicates(conn, engine, rows, stored)
+        return stored
+    # The ledger writer's statement was its own transaction: the events are committed, so a
+    # failed count must not fail their requests (their retries would then be duplicates).
+    try:
+        _count_duplicates(conn, engine, rows, stored)
+    except Exception:
+        log.warning("duplicate count not recorded", exc_info=True)
     return stored
 
 
@@ -409,6 +417,11 @@ class LedgerWriter:
             self._release_connection()
         if self._connection is None:
             self._connection = self.engine.connect()
+            if self.engine.dialect.name == "postgresql":
+                # One statement writes a commit's events and rollups (`write_events`), so it
+                # can be the transaction: no BEGIN and COMMIT round trips around it. The pool
+                # restores the isolation level when the connection goes back.
+                self._connection.execution_options(isolation_level="AUTOCOMMIT")
         return self._connection
 
     def _release_connection(self) -> None:
