@@ -80,19 +80,6 @@ class PnlLine:
         self.estimated_events += est or 0
         self.revenue_nanos += rev or 0
 
-    def add_line(self, other: PnlLine) -> None:
-        """Add another line's sums (totals over the rows)."""
-        self.events += other.events
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.cached_tokens += other.cached_tokens
-        self.cache_write_tokens += other.cache_write_tokens
-        self.reasoning_tokens += other.reasoning_tokens
-        self.cost_nanos += other.cost_nanos
-        self.unpriced_events += other.unpriced_events
-        self.estimated_events += other.estimated_events
-        self.revenue_nanos += other.revenue_nanos
-
 
 @dataclass(slots=True)
 class PnlReport:
@@ -143,20 +130,22 @@ def get_pnl(
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
     if date_to < date_from:
         raise ValueError("`to` is before `from`")
-    lines: dict[str, PnlLine] = {}
+    batches: list[Sequence[Any]] = []
     with engine.connect() as conn:
         for query in _queries(org.id, date_from, date_to, group_by, filters):
-            _add_rows(lines, conn.execute(query).all(), group_by)
+            batches.append(_keyed(conn.execute(query).all(), group_by))
+        lines = _lines(batches)
         streaks = (
             _customer_streaks(conn, org.id, date_from, date_to, filters, lines)
             if group_by == "customer"
             else {}
         )
-    # Rows emptied by re-pricing (events moved to another model) are not worth showing.
-    lines = {k: v for k, v in lines.items() if v.events or v.revenue_nanos or v.cost_nanos}
     totals = PnlLine("total")
-    for line in lines.values():
-        totals.add_line(line)
+    for rows in batches:
+        if rows:
+            columns = zip(*rows, strict=True)
+            next(columns)  # the keys
+            totals.add([sum(column) for column in columns])
     report = PnlReport(org, date_from, date_to, group_by, totals)
     if group_by in ("feature", "model"):
         unallocated = lines.pop("", None)
@@ -167,17 +156,34 @@ def get_pnl(
     return report
 
 
-def _add_rows(lines: dict[str, PnlLine], rows: Sequence[Any], group_by: str) -> None:
-    """Add query rows (a key, then sums in `_SUMMED` order) to the lines of their keys."""
-    # Names come back as strings; only dates need turning into keys (10,000 rows a report).
+def _keyed(rows: Sequence[Any], group_by: str) -> Sequence[Any]:
+    """Query rows with their key as a string: names already are; dates need turning into keys."""
     if group_by in ("day", "month"):
-        rows = [(_key(row[0], group_by), *row[1:]) for row in rows]
-    for row in rows:
-        line = lines.get(row[0])
-        if line is None:
-            lines[row[0]] = PnlLine(*row)
-        else:
-            line.add(row[1:])
+        return [(_key(row[0], group_by), *row[1:]) for row in rows]
+    return rows
+
+
+def _lines(batches: list[Sequence[Any]]) -> dict[str, PnlLine]:
+    """One line per key from query rows (a key, then sums in `_SUMMED` order).
+
+    Lines that come to nothing are left out: re-pricing can move a row's events to another
+    model and leave it empty.
+    """
+    if not batches:
+        return {}
+    # Keys are unique within one query (grouped, or a primary key). Columns 1-3 of a row are
+    # revenue, cost and events: a row with none of them is empty.
+    lines = {row[0]: PnlLine(*row) for row in batches[0] if row[3] or row[1] or row[2]}
+    if len(batches) == 1:
+        return lines
+    for rows in batches[1:]:
+        for row in rows:
+            line = lines.get(row[0])
+            if line is None:
+                lines[row[0]] = PnlLine(*row)
+            else:
+                line.add(row[1:])
+    return {k: v for k, v in lines.items() if v.events or v.revenue_nanos or v.cost_nanos}
 
 
 def _decide_actions(lines: Iterable[PnlLine], streaks: dict[str, int], watch_pct: float) -> None:
