@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event, func
+from sqlalchemy import Engine, Table, create_engine, event, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import ColumnElement
@@ -29,6 +29,12 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         given = kwargs.get("connect_args", {})
         kwargs["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, **given}
     return create_engine(url, **kwargs)
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database; raises `SQLAlchemyError` when it cannot be reached."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

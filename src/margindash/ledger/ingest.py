@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Row, select
 
 from margindash.config import Settings
+from margindash.db.tables import usage_events
 from margindash.ledger.events import CheckedEvent, EventRules, FieldError, InvalidEvent, check_event
 from margindash.ledger.writer import EventRow, LedgerWriter, run_transaction, write_events
 from margindash.orgs.service import Org
@@ -173,3 +174,13 @@ def event_row(org: Org, event: CheckedEvent, quote: Quote, *, received_at: datet
             received_at,
         )
     )
+
+
+def stored_event(engine: Engine, *, org_id: str, request_id: str) -> Row[Any] | None:
+    """An org's stored usage event (a `usage_events` row), or None."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(usage_events).where(
+                usage_events.c.org_id == org_id, usage_events.c.request_id == request_id
+            )
+        ).first()

@@ -203,6 +203,12 @@ def _rows_json(rows: Sequence[PriceRow]) -> str | None:
     return json.dumps([r.as_json() for r in rows]) if rows else None
 
 
+def find_snapshot(engine: Engine, snapshot_id: int) -> SnapshotInfo:
+    """A stored snapshot's summary; raises `SnapshotNotFound`."""
+    with engine.connect() as conn:
+        return get_snapshot_info(conn, snapshot_id)
+
+
 def snapshot_changes(engine: Engine, snapshot_id: int) -> list[ModelChange]:
     """What a snapshot changed against the one in force before it."""
     with engine.connect() as conn:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
 from margindash import __version__
 from margindash.api.deps import ServicesDep
 from margindash.api.errors import json_response
+from margindash.db.engine import ping
 from margindash.metrics import REGISTRY
 
 router = APIRouter(tags=["operations"])
@@ -19,8 +19,7 @@ router = APIRouter(tags=["operations"])
 @router.get("/healthz", summary="Liveness and database status")
 def healthz(services: ServicesDep) -> Response:
     try:
-        with services.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(services.engine)
     except SQLAlchemyError as exc:
         return json_response(
             {"status": "unavailable", "database": "unavailable", "error": type(exc).__name__},

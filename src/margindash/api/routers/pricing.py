@@ -47,7 +47,7 @@ from margindash.pricing.overrides import (
     list_overrides,
 )
 from margindash.pricing.rows import ModelChange, decimal_text
-from margindash.pricing.snapshots import SnapshotInfo, SnapshotNotFound, get_snapshot_info
+from margindash.pricing.snapshots import SnapshotInfo, SnapshotNotFound, find_snapshot
 from margindash.pricing.snapshots import list_snapshots as stored_snapshots
 from margindash.pricing.snapshots import snapshot_changes as stored_changes
 from margindash.pricing.status import PricingStatus, SyncRun, pricing_status, recent_runs
@@ -326,9 +326,8 @@ def get_snapshots(
 )
 def get_snapshot(snapshot_id: RowId, caller: ReadCaller, services: ServicesDep) -> Response:
     try:
+        snapshot = find_snapshot(services.engine, snapshot_id)
         changes = stored_changes(services.engine, snapshot_id)
-        with services.engine.connect() as conn:
-            snapshot = get_snapshot_info(conn, snapshot_id)
     except SnapshotNotFound:
         raise _not_found("snapshot") from None
     at = snapshot.fetched_at

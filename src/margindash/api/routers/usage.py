@@ -8,7 +8,6 @@ from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 from starlette.responses import Response
 
 from margindash.api.body import batch_items, read_json
@@ -21,8 +20,7 @@ from margindash.api.schemas import (
     RejectedResponse,
     report_json,
 )
-from margindash.db.tables import usage_events
-from margindash.ledger.ingest import IngestReport
+from margindash.ledger.ingest import IngestReport, stored_event
 from margindash.metrics import ESTIMATED_EVENTS, EVENTS, INGEST_SECONDS, UNPRICED_EVENTS
 from margindash.money import format_cost
 
@@ -142,12 +140,7 @@ async def dry_run_usage(request: Request, caller: IngestCaller, services: Servic
 # `:path`, so ids with a slash (`team/42/req-7`) can be read back when sent as `%2F`.
 @router.get("/{request_id:path}", responses=ERROR_RESPONSES, summary="A stored event and its price")
 def get_usage_event(request_id: str, caller: ReadCaller, services: ServicesDep) -> Response:
-    with services.engine.connect() as conn:
-        row = conn.execute(
-            select(usage_events).where(
-                usage_events.c.org_id == caller.org.id, usage_events.c.request_id == request_id
-            )
-        ).first()
+    row = stored_event(services.engine, org_id=caller.org.id, request_id=request_id)
     if row is None:
         raise ApiError(404, "not_found", f"no usage event with request_id {request_id!r}")
     return json_response(
