@@ -146,6 +146,24 @@ def test_partial_ranges_split_revenue_by_day_exactly(client: TestClient, tenant:
     assert [(r["key"], r["revenue"]) for r in months["rows"]] == [("2026-03", "100.00")]
 
 
+def test_a_range_inside_one_month_reports_that_month_in_full(
+    client: TestClient, tenant: Tenant
+) -> None:
+    """By month, a range with no whole month is read from daily rows: every day counts."""
+    revenue(
+        client,
+        tenant,
+        [{"revenue_id": "r1", "customer_id": "c", "amount": "31.00", "month": "2026-03"}],
+    )
+    by_day = {"group_by": "day", "from": "2026-03-03", "to": "2026-03-10"}
+    by_month = {**by_day, "group_by": "month"}
+    days = client.get("/v1/pnl", params=by_day, headers=tenant.read).json()
+    months = client.get("/v1/pnl", params=by_month, headers=tenant.read).json()
+    assert len(days["rows"]) == 8 and days["totals"]["revenue"] == "8.00"
+    assert [(r["key"], r["revenue"]) for r in months["rows"]] == [("2026-03", "8.00")]
+    assert months["totals"] == days["totals"]
+
+
 def test_revenue_is_idempotent_refunds_are_negative(client: TestClient, tenant: Tenant) -> None:
     entry = {"revenue_id": "inv-1", "customer_id": "c", "amount": "40.00", "month": "2026-03"}
     assert revenue(client, tenant, [entry])["accepted"] == 1
