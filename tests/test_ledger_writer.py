@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
+import threading
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -222,3 +224,48 @@ def test_the_writer_commits_and_hands_back_a_transactional_connection(engine: En
             select(func.count()).where(ingest_stats.c.day < date(2001, 1, 1))
         ).scalar_one()
     assert left == 0, "a rolled-back insert stayed: a pooled connection is in autocommit"
+
+
+def test_a_request_that_stops_waiting_does_not_stop_the_writer(engine: Engine) -> None:
+    """Requests wait for their commit on the event loop. One that is cancelled while its rows
+    are queued (its client went away, the server shuts down) has nobody to tell: the writer
+    settles the others of that commit and goes on writing."""
+    org = create_org(engine, name="acme").org
+    ingestor = direct_ingestor(engine, strict=False)
+    rng = random.Random(6)
+    batches = [
+        ingestor.prepare(org=org, raw_events=[random_event(rng, 10 * b + n) for n in range(10)])[1]
+        for b in range(4)
+    ]
+    first_committed, carry_on = threading.Event(), threading.Event()
+
+    def hold_after_first_commit(rows: Any) -> None:
+        if not first_committed.is_set():
+            first_committed.set()
+            carry_on.wait(30)  # the writer thread waits here while the loop queues more
+
+    async def scenario() -> list[list[bool]]:
+        first = asyncio.create_task(writer.write(batches[0]))
+        await asyncio.to_thread(first_committed.wait, 30)
+        gone = asyncio.create_task(writer.write(batches[1]))
+        kept = asyncio.create_task(writer.write(batches[2]))
+        await asyncio.sleep(0.05)  # both are queued behind the held writer
+        gone.cancel()
+        carry_on.set()
+        waited = [await asyncio.wait_for(task, 30) for task in (first, kept)]
+        return [*waited, await asyncio.wait_for(writer.write(batches[3]), 30)]
+
+    writer = LedgerWriter(engine, after_commit=[hold_after_first_commit])
+    writer.start()
+    try:
+        flags = asyncio.run(scenario())
+    finally:
+        carry_on.set()
+        writer.stop()
+    assert flags == [[True] * 10] * 3
+    with engine.connect() as conn:
+        events = conn.execute(
+            select(func.count()).where(usage_events.c.org_id == org.id)
+        ).scalar_one()
+    assert events == 40  # the cancelled request's rows were committed with their group
+    assert stored(engine, org.id) == regrouped(engine, org.id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -106,7 +105,7 @@ class UsageIngestor:
         results, rows, row_results = self.prepare(org=org, raw_events=raw_events)
         if rows:
             assert self.writer is not None
-            stored = await asyncio.wrap_future(self.writer.submit(rows))
+            stored = await self.writer.write(rows)
             _mark_duplicates(results, row_results, stored)
         return IngestReport(results)
 
