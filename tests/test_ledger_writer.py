@@ -10,8 +10,9 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, QueuePool, func, insert, select
+from sqlalchemy import Engine, QueuePool, func, insert, select, text
 
+from margindash.db.engine import make_engine
 from margindash.db.tables import (
     ROLLUP_MEASURES,
     customer_months,
@@ -23,7 +24,7 @@ from margindash.db.tables import (
 from margindash.ledger.events import EventRules
 from margindash.ledger.ingest import UsageIngestor
 from margindash.ledger.rollups import event_rollup_upserts
-from margindash.ledger.writer import _SQLITE_NEW_EVENTS, LedgerWriter
+from margindash.ledger.writer import _SQLITE_NEW_EVENTS, LedgerWriter, run_transaction
 from margindash.money import NANOS_PER_CENT
 from margindash.orgs.service import create_org
 from margindash.pricing.service import Pricer
@@ -269,3 +270,40 @@ def test_a_request_that_stops_waiting_does_not_stop_the_writer(engine: Engine) -
         ).scalar_one()
     assert events == 40  # the cancelled request's rows were committed with their group
     assert stored(engine, org.id) == regrouped(engine, org.id)
+
+
+def test_a_write_after_a_read_is_not_failed_by_commits_in_between(sqlite_url: str) -> None:
+    """SQLite fails at once (no busy wait) a transaction that read, then writes after another
+    connection committed. Re-pricing reads the events, then moves rollups, while the ledger
+    writer commits many times a second: `run_transaction` must lock before the first read."""
+    engine = make_engine(sqlite_url)
+    org_id = create_org(engine, name="acme").org.id
+    others: list[threading.Thread] = []
+
+    def commit_elsewhere(n: int) -> None:
+        with engine.begin() as conn:  # waits (busy timeout) while the transaction holds the lock
+            row = {"org_id": org_id, "day": date(2000, 1, n + 1), "duplicates": 1}
+            conn.execute(insert(ingest_stats).values(**row))
+
+    def read_then_write(conn: Any) -> None:
+        # A temporary table write opens the transaction, as re-pricing's does; then a read.
+        conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS scratch (n INTEGER)"))
+        conn.execute(text("INSERT INTO scratch VALUES (1)"))
+        conn.execute(select(func.count()).select_from(ingest_stats)).scalar_one()
+        other = threading.Thread(target=commit_elsewhere, args=(len(others),))
+        others.append(other)
+        other.start()
+        other.join(0.5)  # it commits now, unless this transaction holds the write lock
+        row = {"org_id": org_id, "day": date(2001, 1, 1), "duplicates": 7}
+        conn.execute(insert(ingest_stats).values(**row))
+
+    try:
+        run_transaction(engine, read_then_write)
+        for other in others:
+            other.join(10)
+        with engine.connect() as conn:
+            stats = conn.execute(select(ingest_stats.c.duplicates)).scalars().all()
+    finally:
+        engine.dispose()
+    assert len(others) == 1, "the transaction was retried"
+    assert sorted(stats) == [1, 7]

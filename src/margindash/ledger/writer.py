@@ -189,11 +189,10 @@ _SQLITE_NEW_EVENTS = "FROM usage_events NOT INDEXED WHERE id > ?"
 
 
 def _insert_sqlite(conn: Connection, rows: Sequence[EventRow]) -> list[bool]:
+    # With the write lock taken first, every id above the largest read next is ours.
+    take_write_lock(conn)
     driver = conn.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
-    if not driver.in_transaction:
-        # Take the write lock first: every id above the largest read next is then ours.
-        driver.execute("BEGIN IMMEDIATE")
     stored, new = _first_occurrences(rows)
     (last_id,) = driver.execute("SELECT coalesce(max(id), 0) FROM usage_events").fetchone()
     # Ids stored by earlier commits are skipped by the insert (ON CONFLICT DO NOTHING) rather
@@ -282,13 +281,27 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
 
 
+def take_write_lock(conn: Connection) -> None:
+    """SQLite: begin the transaction with the write lock, waiting for it (busy timeout).
+
+    A transaction that reads first and writes later cannot take the lock once another
+    connection has committed since its read: SQLite fails that write at once ("database is
+    locked"), without waiting. Under ingest, the ledger writer commits many times a second, so
+    every read-then-write transaction (re-pricing, revenue) must lock before it reads.
+    """
+    driver = conn.connection.driver_connection
+    if isinstance(driver, sqlite3.Connection) and not driver.in_transaction:
+        driver.execute("BEGIN IMMEDIATE")
+
+
 def run_transaction(
     engine: Engine,
     work: Callable[[Connection], Any],
     *,
     connect: Callable[[], Connection] | None = None,
 ) -> Any:
-    """Run `work` in a transaction, retrying SQLite busy errors; unavailability → exception.
+    """Run `work`, which writes, in a transaction, retrying SQLite busy errors;
+    unavailability → exception.
 
     The transaction runs on a connection from the pool, or on the one `connect` gives (which
     stays open afterwards).
@@ -298,8 +311,10 @@ def run_transaction(
             if connect is not None:
                 conn = connect()
                 with conn.begin():
+                    take_write_lock(conn)
                     return work(conn)
             with engine.begin() as conn:
+                take_write_lock(conn)
                 return work(conn)
         except Exception as exc:
             if is_busy(exc) and attempt < _BUSY_RETRIES - 1:
