@@ -55,9 +55,13 @@ def test_brief_event_is_priced_exactly(client: TestClient, tenant: Tenant) -> No
 
 def test_same_request_id_is_counted_once(client: TestClient, tenant: Tenant) -> None:
     first = client.post("/v1/usage", json=recent(), headers=tenant.ingest).json()
-    again = client.post("/v1/usage", json=recent(prompt_tokens=999), headers=tenant.ingest).json()
+    retry = recent(model_name="gpt-4o", prompt_tokens=999)
+    again = client.post("/v1/usage", json=retry, headers=tenant.ingest).json()
     assert first["accepted"] == 1
-    assert again["duplicates"] == 1 and again["results"][0]["status"] == "duplicate"
+    assert again["duplicates"] == 1
+    # The duplicate reports the stored event, not a price for the copy that was not stored.
+    duplicate = again["results"][0]
+    assert duplicate == {**first["results"][0], "status": "duplicate"}
     pnl = client.get("/v1/pnl", headers=tenant.read).json()
     assert pnl["totals"]["events"] == 1
     assert pnl["totals"]["prompt_tokens"] == 120
@@ -69,7 +73,7 @@ def test_batch_keeps_valid_events_and_reports_each_invalid_one(
     events = [
         recent(request_id="a"),
         recent(request_id="b", prompt_tokens=-5),
-        recent(request_id="a"),  # duplicate inside the batch
+        recent(request_id="a", model_name="gpt-4o"),  # duplicate inside the batch
         recent(request_id="c", model_name="gpt-4o"),
         "not an object",
     ]
@@ -82,6 +86,8 @@ def test_batch_keeps_valid_events_and_reports_each_invalid_one(
         "rejected",
     ]
     assert (body["accepted"], body["duplicates"], body["rejected"]) == (2, 1, 2)
+    first, duplicate = body["results"][0], body["results"][2]
+    assert (duplicate["model"], duplicate["cost_usd"]) == (first["model"], first["cost_usd"])
     assert body["results"][1]["error"]["details"][0]["field"] == "prompt_tokens"
     assert client.get("/v1/pnl", headers=tenant.read).json()["totals"]["events"] == 2
 

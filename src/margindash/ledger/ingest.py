@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -106,7 +107,9 @@ class UsageIngestor:
         if rows:
             assert self.writer is not None
             stored = await self.writer.write(rows)
-            _mark_duplicates(results, row_results, stored)
+            duplicates = _mark_duplicates(results, row_results, stored)
+            if duplicates:  # rare (retries): read in a worker thread, off the event loop
+                await asyncio.to_thread(self._report_as_stored, org, duplicates)
         return IngestReport(results)
 
     def ingest_now(self, *, org: Org, raw_events: Sequence[Any]) -> IngestReport:
@@ -114,8 +117,32 @@ class UsageIngestor:
         results, rows, row_results = self.prepare(org=org, raw_events=raw_events)
         if rows:
             stored = run_transaction(self.engine, lambda c: write_events(c, self.engine, rows))
-            _mark_duplicates(results, row_results, stored)
+            duplicates = _mark_duplicates(results, row_results, stored)
+            if duplicates:
+                self._report_as_stored(org, duplicates)
         return IngestReport(results)
+
+    def _report_as_stored(self, org: Org, duplicates: list[EventResult]) -> None:
+        """A duplicate reports the event stored under its id (model, cost), not its own quote:
+        a client adding up `cost_usd` over the results then counts every event once."""
+        wanted = {result.request_id for result in duplicates}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    usage_events.c.request_id,
+                    usage_events.c.model,
+                    usage_events.c.provider,
+                    usage_events.c.cost_nanos,
+                    usage_events.c.estimated,
+                ).where(usage_events.c.org_id == org.id, usage_events.c.request_id.in_(wanted))
+            ).all()
+        stored = {row.request_id: row for row in rows}
+        for result in duplicates:
+            row = stored.get(result.request_id or "")
+            if row is not None:
+                result.model, result.provider = row.model, row.provider
+                result.cost_nanos, result.priced = row.cost_nanos, row.cost_nanos is not None
+                result.estimated, result.warnings = row.estimated, ()
 
     def dry_run(self, *, org: Org, raw_events: Sequence[Any]) -> IngestReport:
         """Check and price without storing anything."""
@@ -124,10 +151,15 @@ class UsageIngestor:
 
 def _mark_duplicates(
     results: list[EventResult], row_results: list[int], stored: list[bool]
-) -> None:
+) -> list[EventResult]:
+    """Mark the results of rows that were not stored; returns them."""
+    duplicates = []
     for index, was_stored in zip(row_results, stored, strict=True):
         if not was_stored:
-            results[index].status = "duplicate"
+            result = results[index]
+            result.status = "duplicate"
+            duplicates.append(result)
+    return duplicates
 
 
 def _result(event: CheckedEvent, quote: Quote) -> EventResult:
