@@ -22,6 +22,29 @@ def to_nanos(amount: Decimal) -> int:
     return int((amount * NANOS_PER_UNIT).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
+def scaled_exactly(amount: Decimal, places: int) -> int | None:
+    """`amount` x 10^places as an integer, or None if `amount` has more decimal places.
+
+    Integer arithmetic on the digits: multiplying Decimals would round to the context's 28
+    digits first, and `0.1000000000000000000000000000001` would pass as `0.1`.
+    """
+    sign, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int), "finite amounts only"
+    whole = int("".join(map(str, digits)) or "0")
+    shift = exponent + places
+    if shift >= 0:
+        scaled = whole * 10**shift
+    elif whole == 0:
+        scaled = 0
+    elif -shift > len(digits):  # more places than digits: cannot be whole
+        return None
+    else:
+        scaled, rest = divmod(whole, 10**-shift)
+        if rest:
+            return None
+    return -scaled if sign else scaled
+
+
 def from_nanos(nanos: int) -> Decimal:
     """Integer nano-units as an exact Decimal in major units."""
     return (Decimal(nanos) * _NANO).normalize() if nanos else Decimal(0)

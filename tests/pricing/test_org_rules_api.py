@@ -142,6 +142,22 @@ def test_overrides_end_and_are_deleted_without_touching_priced_events(
         ("overrides", {"provider": "openai", "discount_pct": "0"}, "discount_pct"),
         ("overrides", {"provider": "openai", "discount_pct": "100.5"}, "discount_pct"),
         ("overrides", {"discount_pct": "10"}, "provider"),
+        # More decimals than stored, beyond Decimal's 28 digits: not rounded to "0.1".
+        (
+            "overrides",
+            {"model": "m", "input_per_mtok": "0.1" + "0" * 29 + "1", "output_per_mtok": "1"},
+            "input_per_mtok",
+        ),
+        (
+            "overrides",
+            {"provider": "openai", "discount_pct": "10." + "0" * 29 + "1"},
+            "discount_pct",
+        ),
+        (
+            "overrides",
+            {"model": "m", "input_per_mtok": "1", "output_per_mtok": "1", "discount_pct": "10"},
+            "discount_pct",
+        ),
         (
             "overrides",
             {
@@ -195,3 +211,23 @@ def test_one_org_cannot_see_or_delete_another_orgs_rules(
     stolen = client.delete(f"/v1/pricing/aliases/{alias['id']}", headers=other.admin)
     assert stolen.status_code == 404
     assert client.get("/v1/pricing/aliases", headers=tenant.read).json()["count"] == 1
+
+
+def test_a_tiered_model_shows_its_base_tier_prices(client: TestClient, tenant: Tenant) -> None:
+    """Claude Sonnet 4.5 costs $3 / $15 per 1M tokens up to 200k prompt tokens, $6 / $22.50
+    above: the price endpoint shows one tier, not the input of one and the output of the
+    other."""
+    body = client.get("/v1/models/claude-sonnet-4-5/price", headers=tenant.read).json()
+    shown = (body["effective_input_per_mtok"], body["effective_output_per_mtok"])
+    assert shown == ("3.00", "15.00")
+    assert body["catalogue"]["tiered"] is True
+    # A call above the threshold is still priced at the higher tier.
+    event = {
+        "request_id": "long-prompt",
+        "customer_id": "c",
+        "model_name": "claude-sonnet-4-5",
+        "prompt_tokens": 1_000_000,
+        "completion_tokens": 0,
+    }
+    result = client.post("/v1/usage", json=event, headers=tenant.ingest).json()["results"][0]
+    assert result["cost_usd"] == "6.00"

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, select, update
 
 from margindash.db.tables import model_aliases, price_overrides
+from margindash.money import scaled_exactly
 from margindash.pricing.catalogue import CompiledPrice, TokenCounts, picos_to_nanos
 from margindash.pricing.normalise import canonical_name, provider_id
 
@@ -140,10 +141,10 @@ def parse_price_per_mtok(value: str | Decimal | None, field_name: str) -> int | 
         raise ValueError(f"{field_name}: must be a non-negative number")
     if amount > MAX_PRICE_PER_MTOK:
         raise ValueError(f"{field_name}: at most {MAX_PRICE_PER_MTOK} USD per 1M tokens")
-    nanos = amount * 1_000_000_000
-    if nanos != nanos.to_integral_value():
+    nanos = scaled_exactly(amount, 9)
+    if nanos is None:
         raise ValueError(f"{field_name}: at most 9 decimal places")
-    return int(nanos)
+    return nanos
 
 
 def _compiled(row: object) -> CompiledPrice:
@@ -374,9 +375,10 @@ def _discount_bp(discount_pct: str | Decimal) -> int:
         pct = Decimal(str(discount_pct))
     except InvalidOperation:
         raise ValueError("discount_pct: not a decimal number") from None
-    if not pct.is_finite() or not 0 < pct <= 100 or (pct * 100) % 1:
+    basis_points = scaled_exactly(pct, 2) if pct.is_finite() and 0 < pct <= 100 else None
+    if basis_points is None:
         raise ValueError("discount_pct: a number above 0 and at most 100, 2 decimals at most")
-    return int(pct * 100)
+    return basis_points
 
 
 def _custom_prices(**prices: str | Decimal | None) -> dict[str, int | None]:
@@ -417,6 +419,9 @@ def add_override(
         "created_at": datetime.now(UTC),
     }
     if discount_pct is not None:
+        given = (input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok)
+        if any(price is not None for price in given):
+            raise ValueError("discount_pct: give a discount or custom prices, not both")
         if model is None and provider is None:
             raise ValueError("provider: a discount needs a provider or a model")
         values["discount_bp"] = _discount_bp(discount_pct)

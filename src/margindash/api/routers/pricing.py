@@ -161,19 +161,21 @@ def get_model_price(
     except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable instant
         raise invalid_field("at", "out of range") from None
     pricer = services.pricer
-    # The price of one million input and output tokens, through the org's own rules too.
+    # Input and output prices per 1M tokens, through the org's own rules too, priced on a
+    # thousand tokens: a million prompt tokens would cross the thresholds of tiered prices
+    # (128k, 200k) and show the input price of a higher tier next to the base output price.
     quote = pricer.price(
         org_id=caller.org.id,
         model_name=model_name,
         provider=provider,
-        tokens=TokenCounts(1_000_000, 0),
+        tokens=TokenCounts(_SAMPLE_TOKENS, 0),
         at=when,
     )
     output = pricer.price(
         org_id=caller.org.id,
         model_name=model_name,
         provider=provider,
-        tokens=TokenCounts(0, 1_000_000),
+        tokens=TokenCounts(0, _SAMPLE_TOKENS),
         at=when,
     )
     body: dict[str, Any] = {
@@ -184,8 +186,8 @@ def get_model_price(
         "provider": quote.provider,
         "price_source": quote.price_source,
         "price_ref": quote.price_ref,
-        "effective_input_per_mtok": format_cost(quote.cost_nanos),
-        "effective_output_per_mtok": format_cost(output.cost_nanos),
+        "effective_input_per_mtok": _per_mtok(quote.cost_nanos),
+        "effective_output_per_mtok": _per_mtok(output.cost_nanos),
         "warnings": list(quote.warnings),
     }
     resolved = pricer.history.resolve_at(model_name, provider, when)
@@ -194,6 +196,15 @@ def get_model_price(
         listed = describe_resolved(services.engine, catalogue, model, at=when)
         body["catalogue"] = model_json(listed, catalogue.source)
     return json_response(body)
+
+
+_SAMPLE_TOKENS = 1_000
+
+
+def _per_mtok(sample_cost_nanos: int | None) -> str | None:
+    if sample_cost_nanos is None:
+        return None
+    return format_cost(sample_cost_nanos * (1_000_000 // _SAMPLE_TOKENS))
 
 
 # --- sync ---------------------------------------------------------------------------------------
