@@ -56,6 +56,8 @@ HUGE_NUMBERS = [
     ("/v1/revenue", revenue(amount=None, amount_cents=2**63), "amount_cents"),
     ("/v1/fx-rates", {"currency": "eur", "rate": "1e999999"}, "rate"),
     ("/v1/fx-rates", {"currency": "eur", "rate": "1e-999999"}, "rate"),
+    # Within the range, but 35 digits: more than the stored rate may hold.
+    ("/v1/fx-rates", {"currency": "eur", "rate": "1." + "0" * 33 + "1E-5"}, "rate"),
 ]
 
 

@@ -50,6 +50,8 @@ MAX_AMOUNT = Decimal(10) ** 12
 MAX_ENTRY_NANOS = 10**9 * NANOS_PER_UNIT
 # FX rates between these bounds: any real pair of currencies fits, and conversions stay finite.
 MIN_FX_RATE, MAX_FX_RATE = Decimal("1e-9"), Decimal("1e9")
+# More than any published rate carries; the stored decimal string then always fits its column.
+FX_RATE_DIGITS = 18
 
 
 class RevenueIn(BaseModel):
@@ -211,6 +213,8 @@ def set_fx_rate(engine: Engine, *, org_id: str, currency: str, rate: str | Decim
         raise ValueError("rate: must be a positive number")
     if not MIN_FX_RATE <= value <= MAX_FX_RATE:
         raise ValueError(f"rate: must be between {MIN_FX_RATE:f} and {MAX_FX_RATE:f}")
+    if len(value.normalize().as_tuple().digits) > FX_RATE_DIGITS:
+        raise ValueError(f"rate: at most {FX_RATE_DIGITS} significant digits")
     if len(currency) != 3 or not currency.isalpha():
         raise ValueError("currency: an ISO 4217 code such as eur")
     stmt = upsert(engine, fx_rates).values(
