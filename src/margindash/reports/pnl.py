@@ -18,7 +18,7 @@ from margindash.db.tables import customer_months, daily_rollups, monthly_rollups
 from margindash.money import margin_pct
 from margindash.orgs.service import Org
 from margindash.reports.decisions import customer_action, negative_streak
-from margindash.reports.periods import add_months, split_range
+from margindash.reports.periods import add_months, month_bounds, split_range
 from margindash.runtime import gc_paused
 
 GROUPS = ("customer", "feature", "model", "day", "month")
@@ -268,10 +268,9 @@ def _customer_streaks(
     lines: dict[str, PnlLine],
 ) -> dict[str, int]:
     """Negative-month streaks for a report by customer over [date_from, date_to] with `lines`."""
-    last = date_to.replace(day=1)
-    if split_range(date_from, date_to) != ([last], []):
+    if date_from != date_to.replace(day=1):
         return negative_month_streaks(conn, org_id, date_to, filters)
-    # The report is that whole month: its lines already say who lost money in it.
+    # The report is `date_to`'s month up to `date_to`: its lines say who lost money in it.
     losing = [key for key, line in lines.items() if line.revenue_nanos < line.cost_nanos]
     return negative_month_streaks(conn, org_id, date_to, filters, losing_in_last_month=losing)
 
@@ -286,14 +285,18 @@ def negative_month_streaks(
 ) -> dict[str, int]:
     """Consecutive negative-margin calendar months per customer, up to `date_to`'s month.
 
+    `date_to`'s month counts up to `date_to`: what happens after it is not in the report.
+
     Args:
-        losing_in_last_month: the customers with a negative margin in `date_to`'s month, when the
-            caller knows them: that month is then not read again, and the months before only
-            if someone's streak can go on into them.
+        losing_in_last_month: the customers with a negative margin in `date_to`'s month (up to
+            `date_to`), when the caller knows them: that month is then not read again, and the
+            months before only if someone's streak can go on into them.
     """
     last = date_to.replace(day=1)
     newest = last
     negative: dict[str, set[tuple[int, int]]] = {}
+    if losing_in_last_month is None and date_to != month_bounds(last.year, last.month)[1]:
+        losing_in_last_month = _losing_between(conn, org_id, last, date_to, filters)
     if losing_in_last_month is not None:
         negative = {customer: {(last.year, last.month)} for customer in losing_in_last_month}
         if not negative:
@@ -322,6 +325,21 @@ def negative_month_streaks(
         customer: negative_streak(months, year=last.year, month=last.month)
         for customer, months in negative.items()
     }
+
+
+def _losing_between(
+    conn: Any, org_id: str, first: date, last: date, filters: PnlFilter
+) -> list[str]:
+    """Customers whose costs exceed their revenue over the days [first, last]."""
+    t = daily_rollups
+    margin = func.sum(t.c.revenue_nanos) - func.sum(t.c.cost_nanos)
+    query = (
+        select(t.c.customer_id)
+        .where(t.c.org_id == org_id, t.c.day.between(first, last), *filters.clauses(t))
+        .group_by(t.c.customer_id)
+        .having(margin < 0)
+    )
+    return list(conn.execute(query).scalars())
 
 
 @dataclass(slots=True)
