@@ -242,15 +242,13 @@ def test_org_time_zone_and_currency(dashboard: Dashboard) -> None:
     assert "times in Europe/Paris" in saved.text
     bad = client.post("/settings/org", data={"timezone": "Mars/Olympus", "csrf_token": token})
     assert bad.status_code == 422 and "unknown time zone" in bad.text
-    for currency in ("gbp", "usd"):  # free to change while no revenue is booked
-        changed = client.post("/settings/org", data={"currency": currency, "csrf_token": token})
-        assert f'name="currency" value="{currency.upper()}"' in changed.text
-
-    seed_last_month(client, dashboard.tenant.ingest)  # revenue booked in USD
-    refused = client.post("/settings/org", data={"currency": "eur", "csrf_token": token})
+    # Costs are USD (model prices): a report in another currency would mix the two.
+    refused = client.post("/settings/org", data={"currency": "gbp", "csrf_token": token})
     assert refused.status_code == 422
-    assert "cannot change once revenue is booked" in refused.text
+    assert "reports are in USD" in refused.text
     assert 'name="currency" value="USD"' in refused.text
+    kept = client.post("/settings/org", data={"currency": "usd", "csrf_token": token})
+    assert kept.status_code == 200 and 'name="currency" value="USD"' in kept.text
 
 
 def test_a_new_org_is_told_how_to_send_its_first_event(dashboard: Dashboard) -> None:

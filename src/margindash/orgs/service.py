@@ -60,8 +60,7 @@ def create_org(
         zone(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {timezone!r}") from exc
-    if not re.fullmatch(r"[a-zA-Z]{3}", currency):
-        raise ValueError("currency: an ISO 4217 code such as usd")
+    _check_reporting_currency(currency)
     org = Org(
         id=f"org_{secrets.token_hex(8)}", name=name, timezone=timezone, currency=currency.lower()
     )
@@ -99,6 +98,19 @@ def find_org(engine: Engine, name_or_id: str | None) -> Org | None:
     return Org(row.id, row.name, row.timezone, row.currency) if row else None
 
 
+# Model prices, and so every cost, are in USD, and `revenue_amount_cents` on usage events is USD
+# cents: a report in another currency would add USD costs to converted revenue.
+REPORTING_CURRENCY = "usd"
+
+
+def _check_reporting_currency(currency: str) -> None:
+    if currency.lower() != REPORTING_CURRENCY:
+        raise ValueError(
+            "currency: reports are in USD, the currency of model prices; revenue in other "
+            "currencies is converted with an FX rate (POST /v1/fx-rates)"
+        )
+
+
 def update_org(
     engine: Engine, *, org_id: str, timezone: str | None = None, currency: str | None = None
 ) -> Org:
@@ -114,8 +126,7 @@ def update_org(
             raise ValueError(f"unknown time zone {timezone!r}") from exc
         values["timezone"] = timezone
     if currency is not None and currency.lower() != current.currency:
-        if not re.fullmatch(r"[a-zA-Z]{3}", currency):
-            raise ValueError("currency: an ISO 4217 code such as usd")
+        _check_reporting_currency(currency)
         values["currency"] = currency.lower()
     with engine.begin() as conn:
         if (
