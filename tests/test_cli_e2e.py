@@ -20,9 +20,17 @@ import pytest
 MARGINDASH = str(Path(sys.executable).parent / "margindash")
 
 
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [MARGINDASH, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        [MARGINDASH, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -130,6 +138,14 @@ def test_brief_flow_over_http(
     assert doctor.returncode == 0 and "duplicates rejected" in doctor.stdout
     metrics = httpx.get(server.removesuffix("/v1") + "/metrics").text
     assert 'margindash_usage_events_total{status="duplicate"} 31.0' in metrics
+
+    # The key can come from a .env file, as for every other setting.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text(f"MARGINDASH_API_KEY={keys['ingest_key']}\n")
+    from_dotenv = run_cli(cli_env, "replay", str(samples), "--url", server, cwd=project)
+    assert from_dotenv.returncode == 0, from_dotenv.stderr
+    assert "accepted 0, duplicates 25" in from_dotenv.stdout
 
 
 def test_unpriced_models_show_in_doctor_and_get_priced_by_alias(

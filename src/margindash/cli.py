@@ -236,7 +236,7 @@ def replay(
         str | None, typer.Option(help="Send to this API base URL (…/v1) instead of the database.")
     ] = None,
     api_key: Annotated[
-        str | None, typer.Option(envvar="MARGINDASH_API_KEY", help="Key for --url.")
+        str | None, typer.Option(help="Key for --url (default: MARGINDASH_API_KEY).")
     ] = None,
     org: OrgOption = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 500,
@@ -257,6 +257,7 @@ def replay(
             progress.advance(task, n)
 
         if url:
+            api_key = api_key or get_settings().api_key  # the environment, .env, margindash.yaml
             if not api_key:
                 raise _fail("--url needs an API key (--api-key or MARGINDASH_API_KEY)")
             totals = replay_to_url(

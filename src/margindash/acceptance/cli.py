@@ -46,6 +46,7 @@ from margindash.acceptance.sources import (
     SourceError,
 )
 from margindash.acceptance.verify import DEFAULT_EMAIL, VerifyReport, new_plan, run_verification
+from margindash.config import get_settings
 
 console = Console()
 err = Console(stderr=True)
@@ -64,15 +65,15 @@ def _fail(message: str) -> typer.Exit:
 
 def verify_command(
     url: Annotated[
-        str,
+        str | None,
         typer.Option(
-            envvar="MARGINDASH_INGEST_URL", help="The server: http://HOST:PORT or its /v1 URL."
+            help="The server: http://HOST:PORT or its /v1 URL (default: MARGINDASH_INGEST_URL)."
         ),
-    ],
+    ] = None,
     api_key: Annotated[
-        str,
-        typer.Option(envvar="MARGINDASH_API_KEY", help="An admin key (`api_key` of `init`)."),
-    ],
+        str | None,
+        typer.Option(help="An admin key, `api_key` of `init` (default: MARGINDASH_API_KEY)."),
+    ] = None,
     model: Annotated[str, typer.Option(help="A model the server prices.")] = "gpt-4o-mini",
     events: Annotated[
         int, typer.Option(min=1, max=100, help="Usage events to send for the test customer.")
@@ -87,8 +88,12 @@ def verify_command(
 ) -> None:
     """Run the acceptance checklist against a live server, with a throw-away test customer."""
     plan = new_plan(model=model, events=events, alert_email=alert_email, alert_timeout=timeout)
+    settings = get_settings()  # the environment, .env and margindash.yaml
+    api_key = api_key or settings.api_key
+    if not api_key:
+        raise _fail("verify needs an admin key (--api-key or MARGINDASH_API_KEY)")
     try:
-        api = ApiClient(url=url, api_key=api_key)
+        api = ApiClient(url=url or settings.ingest_url, api_key=api_key)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     if not as_json:
@@ -138,7 +143,8 @@ def reconcile_command(
         typer.Option(help="Compare with this server (http://HOST:PORT or …/v1), not the database."),
     ] = None,
     api_key: Annotated[
-        str | None, typer.Option(envvar="MARGINDASH_API_KEY", help="A read or admin key for --url.")
+        str | None,
+        typer.Option(help="A read or admin key for --url (default: MARGINDASH_API_KEY)."),
     ] = None,
     org: Annotated[
         str | None, typer.Option("--org", help="Org name or id in the database (default: first).")
@@ -216,6 +222,7 @@ def _source(
     if url is not None:
         if org is not None:
             raise _fail("--org reads this machine's database; leave it out with --url")
+        api_key = api_key or get_settings().api_key
         if not api_key:
             raise _fail("--url needs an API key (--api-key or MARGINDASH_API_KEY)")
         try:
@@ -223,7 +230,6 @@ def _source(
         except ValueError as exc:
             raise _fail(str(exc)) from None
         return HttpNumbers(api), api.close
-    from margindash.config import get_settings
     from margindash.db.engine import make_engine
     from margindash.db.migrate import upgrade
     from margindash.orgs.service import find_org

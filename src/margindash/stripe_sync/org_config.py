@@ -46,7 +46,10 @@ def check_org_config(webhook_secrets: Sequence[str] | None, mode: str | None) ->
     if webhook_secrets is not None:
         for secret in webhook_secrets:
             if not _SECRET.match(secret):
-                raise ValueError("webhook_secrets: each secret looks like whsec_… (from Stripe)")
+                raise ValueError(
+                    "webhook_secrets: each secret is whsec_ and at least 8 more characters "
+                    "(from Stripe)"
+                )
         if len(webhook_secrets) > 5:
             raise ValueError("webhook_secrets: at most 5 secrets at once")
     if mode is not None and mode not in MODES:
