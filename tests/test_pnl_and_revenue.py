@@ -169,6 +169,7 @@ def test_revenue_is_idempotent_refunds_are_negative(client: TestClient, tenant: 
     assert revenue(client, tenant, [entry])["accepted"] == 1
     again = revenue(client, tenant, [{**entry, "amount": "99.00"}])
     assert again["duplicates"] == 1
+    assert again["results"][0]["amount_usd"] == "40.00"  # what is booked, not what was resent
     refund = {"revenue_id": "re-1", "customer_id": "c", "amount": "-15.50", "month": "2026-03"}
     assert revenue(client, tenant, [refund])["accepted"] == 1
     totals = client.get("/v1/pnl?month=2026-03", headers=tenant.read).json()["totals"]
@@ -189,6 +190,9 @@ def test_foreign_currency_needs_an_fx_rate(
     rejected = client.post("/v1/revenue", json=entry, headers=tenant.ingest)
     assert rejected.status_code == 422
     assert rejected.json()["error"]["details"][0]["field"] == "currency"
+    # USD is the reporting currency: a rate for it would be stored and never used.
+    own = client.post("/v1/fx-rates", json={"currency": "usd", "rate": "0.9"}, headers=tenant.admin)
+    assert own.status_code == 422 and own.json()["error"]["details"][0]["field"] == "currency"
     assert db_state(engine) == before
 
     rate = client.post(

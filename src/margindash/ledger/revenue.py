@@ -19,7 +19,7 @@ from margindash.ledger.ingest import EventResult, IngestReport
 from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
 from margindash.ledger.writer import run_transaction
 from margindash.money import NANOS_PER_UNIT, split_evenly, to_nanos
-from margindash.orgs.service import Org
+from margindash.orgs.service import REPORTING_CURRENCY, Org
 
 # ISO 4217 currencies whose minor unit is not 1/100 (Stripe's list of zero-decimal ones).
 ZERO_DECIMAL = frozenset(
@@ -213,10 +213,15 @@ def set_fx_rate(engine: Engine, *, org_id: str, currency: str, rate: str | Decim
         raise ValueError("rate: must be a positive number")
     if not MIN_FX_RATE <= value <= MAX_FX_RATE:
         raise ValueError(f"rate: must be between {MIN_FX_RATE:f} and {MAX_FX_RATE:f}")
-    if len(value.normalize().as_tuple().digits) > FX_RATE_DIGITS:
+    # Counted on the digits as given: `normalize()` would round them to 28 first.
+    if len("".join(map(str, value.as_tuple().digits)).rstrip("0")) > FX_RATE_DIGITS:
         raise ValueError(f"rate: at most {FX_RATE_DIGITS} significant digits")
     if len(currency) != 3 or not currency.isalpha():
         raise ValueError("currency: an ISO 4217 code such as eur")
+    if currency.lower() == REPORTING_CURRENCY:
+        raise ValueError(
+            f"currency: {REPORTING_CURRENCY} is the reporting currency and needs no rate"
+        )
     stmt = upsert(engine, fx_rates).values(
         org_id=org_id, currency=currency.lower(), rate=str(value), updated_at=datetime.now(UTC)
     )
@@ -253,10 +258,30 @@ def record_revenue(
         stored = run_transaction(
             engine, lambda conn: _store(conn, engine, org, [c for _, c in checked], source)
         )
-        for (index, _), was_stored in zip(checked, stored, strict=True):
-            if not was_stored:
-                results[index].status = "duplicate"
+        duplicates = [
+            results[index]
+            for (index, _), was_stored in zip(checked, stored, strict=True)
+            if not was_stored
+        ]
+        if duplicates:
+            _report_as_stored(engine, org, duplicates)
     return IngestReport(results)
+
+
+def _report_as_stored(engine: Engine, org: Org, duplicates: list[EventResult]) -> None:
+    """A duplicate reports the amount stored under its id, not the one it sent again."""
+    t = revenue_entries
+    wanted = {result.request_id for result in duplicates}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.c.revenue_id, t.c.amount_nanos).where(
+                t.c.org_id == org.id, t.c.revenue_id.in_(wanted)
+            )
+        ).all()
+    amounts = {row.revenue_id: row.amount_nanos for row in rows}
+    for result in duplicates:
+        result.status = "duplicate"
+        result.cost_nanos = amounts.get(result.request_id or "", result.cost_nanos)
 
 
 def _store(
