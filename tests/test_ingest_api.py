@@ -146,6 +146,14 @@ def test_dry_run_prices_without_storing(client: TestClient, tenant: Tenant, engi
     body = client.post("/v1/usage/dry-run", json=recent(), headers=tenant.ingest).json()
     assert body["results"][0]["cost_usd"] == "0.000066"
     assert db_state(engine) == before
+    # Duplicates answer as the real endpoint would: a stored id, or one repeated in the request.
+    client.post("/v1/usage", json=recent(request_id="kept"), headers=tenant.ingest)
+    batch = [recent(request_id="kept", model_name="gpt-4o"), recent(request_id="x")]
+    batch.append(recent(request_id="x"))
+    body = client.post("/v1/usage/dry-run", json={"events": batch}, headers=tenant.ingest).json()
+    assert [r["status"] for r in body["results"]] == ["duplicate", "accepted", "duplicate"]
+    assert body["results"][0]["model"] == "gpt-4o-mini"  # the stored event's
+    assert (body["accepted"], body["duplicates"]) == (1, 2)
 
 
 def test_lenient_mode_estimates_tokens_and_attributes_missing_customer(

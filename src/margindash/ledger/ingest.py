@@ -125,7 +125,11 @@ class UsageIngestor:
     def _report_as_stored(self, org: Org, duplicates: list[EventResult]) -> None:
         """A duplicate reports the event stored under its id (model, cost), not its own quote:
         a client adding up `cost_usd` over the results then counts every event once."""
-        wanted = {result.request_id for result in duplicates}
+        stored = self._stored(org, {result.request_id or "" for result in duplicates})
+        _as_stored(duplicates, stored)
+
+    def _stored(self, org: Org, request_ids: set[str]) -> dict[str, Any]:
+        """The stored events among `request_ids`, by id: what their results report."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
@@ -134,19 +138,23 @@ class UsageIngestor:
                     usage_events.c.provider,
                     usage_events.c.cost_nanos,
                     usage_events.c.estimated,
-                ).where(usage_events.c.org_id == org.id, usage_events.c.request_id.in_(wanted))
+                ).where(usage_events.c.org_id == org.id, usage_events.c.request_id.in_(request_ids))
             ).all()
-        stored = {row.request_id: row for row in rows}
-        for result in duplicates:
-            row = stored.get(result.request_id or "")
-            if row is not None:
-                result.model, result.provider = row.model, row.provider
-                result.cost_nanos, result.priced = row.cost_nanos, row.cost_nanos is not None
-                result.estimated, result.warnings = row.estimated, ()
+        return {row.request_id: row for row in rows}
 
     def dry_run(self, *, org: Org, raw_events: Sequence[Any]) -> IngestReport:
-        """Check and price without storing anything."""
-        return IngestReport(self.prepare(org=org, raw_events=raw_events)[0])
+        """Check and price without storing anything; an id stored already, or earlier in the
+        request, is a `duplicate`, as ingesting would answer."""
+        results, rows, row_results = self.prepare(org=org, raw_events=raw_events)
+        stored = self._stored(org, {row.params[1] for row in rows}) if rows else {}
+        seen: set[str] = set()
+        new: list[bool] = []
+        for row in rows:
+            request_id = row.params[1]
+            new.append(request_id not in stored and request_id not in seen)
+            seen.add(request_id)
+        _as_stored(_mark_duplicates(results, row_results, new), stored)
+        return IngestReport(results)
 
 
 def _mark_duplicates(
@@ -160,6 +168,15 @@ def _mark_duplicates(
             result.status = "duplicate"
             duplicates.append(result)
     return duplicates
+
+
+def _as_stored(duplicates: list[EventResult], stored: dict[str, Any]) -> None:
+    for result in duplicates:
+        row = stored.get(result.request_id or "")
+        if row is not None:  # else the first copy is in this request (a dry run stores none)
+            result.model, result.provider = row.model, row.provider
+            result.cost_nanos, result.priced = row.cost_nanos, row.cost_nanos is not None
+            result.estimated, result.warnings = row.estimated, ()
 
 
 def _result(event: CheckedEvent, quote: Quote) -> EventResult:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -134,7 +136,9 @@ async def dry_run_usage(request: Request, caller: IngestCaller, services: Servic
     settings = services.settings
     body = await read_json(request, max_bytes=settings.max_body_bytes)
     events, batch = batch_items(body, key="events", max_items=settings.max_batch_events)
-    return _answer(services.ingestor.dry_run(org=caller.org, raw_events=events), batch)
+    # It reads which ids are stored already: in a worker thread, off the event loop.
+    report = await asyncio.to_thread(services.ingestor.dry_run, org=caller.org, raw_events=events)
+    return _answer(report, batch)
 
 
 # `:path`, so ids with a slash (`team/42/req-7`) can be read back when sent as `%2F`.
@@ -163,6 +167,7 @@ def get_usage_event(request_id: str, caller: ReadCaller, services: ServicesDep) 
             "price_ref": row.price_ref,
             "estimated": row.estimated,
             "revenue_amount_cents": row.revenue_cents,
+            "metadata": orjson.loads(row.metadata) if row.metadata else {},
             "received_at": row.received_at.isoformat().replace("+00:00", "Z"),
         }
     )
