@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from margindash.money import NANOS_PER_CENT, format_money
+from margindash.money import NANOS_PER_CENT, format_money, margin_pct
 
 _HALF_CENT = NANOS_PER_CENT // 2
 
@@ -34,3 +34,12 @@ def test_format_money_examples() -> None:
     assert format_money(-_HALF_CENT) == "0.00"  # never "-0.00"
     assert format_money(5 * NANOS_PER_CENT) == "0.05"
     assert format_money(3 * _HALF_CENT) == "0.02"  # 1.5 cents: to the even cent
+
+
+def test_margin_pct_needs_positive_revenue() -> None:
+    dollar = 10**9
+    assert margin_pct(233_250_000_000, 277_200_000_000) == -18.84  # the brief's Plexo Health
+    assert margin_pct(0, dollar) is None
+    # A refund-only customer: no sales to take a margin of (not +100%).
+    assert margin_pct(-10 * dollar, 0) is None
+    assert margin_pct(-10 * dollar, dollar) is None

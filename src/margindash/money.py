@@ -73,8 +73,9 @@ def format_money(nanos: int) -> str:
 
 
 def margin_pct(revenue_nanos: int, cost_nanos: int) -> float | None:
-    """Margin as a percentage of revenue, rounded to 2 decimals; None when revenue is 0."""
-    if revenue_nanos == 0:
+    """Margin as a percentage of revenue, rounded to 2 decimals; None without positive revenue
+    (a refund-only customer would otherwise show +100%)."""
+    if revenue_nanos <= 0:
         return None
     # Hundredths of a percent, exactly: (margin / revenue) x 10,000, rounded half-even.
     return _divide_half_even((revenue_nanos - cost_nanos) * 10_000, revenue_nanos) / 100
