@@ -139,11 +139,12 @@ def test_brief_flow_over_http(
     metrics = httpx.get(server.removesuffix("/v1") + "/metrics").text
     assert 'margindash_usage_events_total{status="duplicate"} 31.0' in metrics
 
-    # The key can come from a .env file, as for every other setting.
+    # The key can come from a .env file, as for every other setting; the URL may leave out /v1.
     project = tmp_path / "project"
     project.mkdir()
     (project / ".env").write_text(f"MARGINDASH_API_KEY={keys['ingest_key']}\n")
-    from_dotenv = run_cli(cli_env, "replay", str(samples), "--url", server, cwd=project)
+    root = server.removesuffix("/v1")
+    from_dotenv = run_cli(cli_env, "replay", str(samples), "--url", root, cwd=project)
     assert from_dotenv.returncode == 0, from_dotenv.stderr
     assert "accepted 0, duplicates 25" in from_dotenv.stdout
 

@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import orjson
 import typer
 from rich.console import Console
@@ -188,7 +189,7 @@ def demo(
 ) -> None:
     """Load a realistic demo data set (~50 customers, 90 days) and print how to look at it."""
     from margindash.demo import load_demo
-    from margindash.reports.periods import parse_month
+    from margindash.reports.periods import add_months, parse_month
 
     settings = get_settings()
     engine = _engine(settings)
@@ -207,16 +208,18 @@ def demo(
             f"entries ({summary.first_day} to {summary.last_day}) into org [bold]{org}[/bold]."
         )
         console.print(f"Calibrated month: [bold]{summary.calibrated_month}[/bold].")
+        calibrated = summary.calibrated_month
     else:
         target = existing
         console.print(f"Org [bold]{org}[/bold] already has the demo data.")
+        calibrated = month or f"{add_months(date.today().replace(day=1), -1):%Y-%m}"
     key = create_api_key(engine, org_id=target.id, scope="admin", name="demo key")
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"\nAPI:      {base}/v1   (docs: {base}/docs)")
     console.print(f"API key:  [bold]{key}[/bold]")
     console.print(
         f'Try:      curl -H "Authorization: Bearer {key}" "{base}/v1/pnl?group_by=customer'
-        f'&month=YYYY-MM"'
+        f'&month={calibrated}"'
     )
     # The calibrated month is "last month" unless --month chose another.
     period = (
@@ -260,9 +263,12 @@ def replay(
             api_key = api_key or get_settings().api_key  # the environment, .env, margindash.yaml
             if not api_key:
                 raise _fail("--url needs an API key (--api-key or MARGINDASH_API_KEY)")
-            totals = replay_to_url(
-                events, url=url, api_key=api_key, batch_size=batch_size, on_progress=advance
-            )
+            try:
+                totals = replay_to_url(
+                    events, url=url, api_key=api_key, batch_size=batch_size, on_progress=advance
+                )
+            except (ValueError, httpx.HTTPError) as exc:
+                raise _fail(f"replay to {url} stopped: {exc}") from None
         else:
             settings = get_settings()
             engine = _engine(settings)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
+from margindash.acceptance.api_client import api_roots
 from margindash.ledger.ingest import IngestReport, UsageIngestor
 from margindash.orgs.service import Org
 
@@ -102,10 +103,11 @@ def replay_to_url(
     batch_size: int,
     on_progress: Callable[[int], None],
 ) -> ReplayTotals:
-    """POST events to `{url}/usage` in batches."""
+    """POST events to the server's `/v1/usage` (`url` with or without `/v1`) in batches."""
     totals = ReplayTotals()
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as client:
+    base = api_roots(url)[1]
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
         for start in range(0, len(events), batch_size):
             chunk = events[start : start + batch_size]
             response = client.post("/usage", content=orjson.dumps({"events": chunk}))
