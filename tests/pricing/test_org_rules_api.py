@@ -231,3 +231,28 @@ def test_a_tiered_model_shows_its_base_tier_prices(client: TestClient, tenant: T
     }
     result = client.post("/v1/usage", json=event, headers=tenant.ingest).json()["results"][0]
     assert result["cost_usd"] == "6.00"
+
+
+def test_a_discount_names_a_model_as_events_do_and_a_typo_is_refused(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    """A discount on a dated snapshot name applies to the events that send that name; one on
+    a name no event could resolve to would apply to nothing, so it is refused."""
+    snapshot = {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "discount_pct": "50"}
+    added = client.post("/v1/pricing/overrides", json=snapshot, headers=tenant.admin)
+    assert added.status_code == 201, added.text
+    event = {
+        "request_id": "d1",
+        "customer_id": "c",
+        "model_name": "gpt-4o-mini-2024-07-18",
+        "prompt_tokens": 1_000_000,
+        "completion_tokens": 0,
+    }
+    priced = client.post("/v1/usage/dry-run", json=event, headers=tenant.ingest).json()
+    assert priced["results"][0]["cost_usd"] == "0.075"  # $0.15 per 1M input tokens, halved
+    before = db_state(engine)
+    typo = {"model": "gpt-4oo", "discount_pct": "50"}
+    refused = client.post("/v1/pricing/overrides", json=typo, headers=tenant.admin)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"][0]["field"] == "model"
+    assert db_state(engine) == before

@@ -557,6 +557,7 @@ def pricing_discount(
             discount_pct=_decimal_option(percent, "PERCENT"),
             effective_from=_date(effective_from, "--effective-from") or ALWAYS,
             effective_to=_date(effective_to, "--effective-to"),
+            catalogue=Pricer(engine).history,
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None

@@ -393,6 +393,20 @@ def _custom_prices(**prices: str | Decimal | None) -> dict[str, int | None]:
     return values
 
 
+def _catalogue_model(
+    catalogue: ResolvesModels, model: str, provider: str | None, on: date
+) -> str:
+    """The catalogue id of the model a name resolves to on a day (ValueError if none)."""
+    when = datetime.combine(on, datetime.min.time(), UTC)
+    found = catalogue.resolve_at(model, provider_id(provider), when)
+    if not isinstance(found, tuple):
+        raise ValueError(
+            f"model: {model.strip()!r} is not in the price catalogue"
+            + (f" for provider {provider!r}" if provider else "")
+        )
+    return str(found[1].model_id)
+
+
 def add_override(
     engine: Engine,
     *,
@@ -406,8 +420,14 @@ def add_override(
     discount_pct: str | Decimal | None = None,
     effective_from: date = ALWAYS,
     effective_to: date | None = None,
+    catalogue: ResolvesModels | None = None,
 ) -> int:
-    """Add a custom model price or a discount; returns its id."""
+    """Add a custom model price or a discount; returns its id.
+
+    With a `catalogue`, a discount's model is looked up the way events are (a dated snapshot
+    name is the catalogue model it resolves to), and one it does not know is refused: the
+    discount would otherwise apply to no event, silently.
+    """
     if effective_to is not None and effective_to < effective_from:
         raise ValueError("effective_to: must not be before effective_from")
     values: dict[str, object] = {
@@ -425,6 +445,8 @@ def add_override(
         if model is None and provider is None:
             raise ValueError("provider: a discount needs a provider or a model")
         values["discount_bp"] = _discount_bp(discount_pct)
+        if model and catalogue is not None:
+            values["model"] = _catalogue_model(catalogue, model, provider, effective_from)
     else:
         if not model:
             raise ValueError("model: a custom price needs a model name")

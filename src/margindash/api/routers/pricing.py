@@ -471,6 +471,7 @@ async def post_override(request: Request, caller: AdminCaller, services: Service
             discount_pct=body.discount_pct,
             effective_from=body.effective_from,
             effective_to=body.effective_to,
+            catalogue=services.pricer.history,
         )
     except ValueError as exc:
         raise _invalid(exc) from None

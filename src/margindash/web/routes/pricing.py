@@ -169,6 +169,7 @@ async def new_override(
             cached_input_per_mtok=None if discount else cached_input_per_mtok.strip() or None,
             discount_pct=discount_pct.strip().rstrip("%") or "" if discount else None,
             effective_from=_effective(effective_from.strip()),
+            catalogue=page.services.pricer.history,
         )
     except ValueError as exc:
         return _page(request, page, status=422, error=str(exc))
