@@ -340,3 +340,15 @@ def test_simulate_is_in_the_openapi_schema(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert "/v1/simulate" in schema["paths"]
     assert "max_quality_drop_pct" in schema["components"]["schemas"]["SimulateIn"]["properties"]
+
+
+@pytest.mark.usefixtures("usage")
+def test_the_same_model_on_another_host_has_identical_tokens_and_no_range(
+    client: TestClient, tenant: Tenant
+) -> None:
+    body = simulate(
+        client, tenant, candidates=["openrouter/openai/gpt-4o"], max_quality_drop_pct=100
+    )
+    same = only_row(body)["candidates"][0]
+    assert same["token_basis"] == "same_model"
+    assert same["simulated_cost"] == same["simulated_cost_low"] == same["simulated_cost_high"]

@@ -188,6 +188,11 @@ def test_charge_without_invoice_and_its_lost_dispute(client: TestClient, tenant:
     }
     lost_on = pnl(client, tenant, **{"from": "2026-04-01", "to": "2026-04-30"}, group_by="day")
     assert [(r["key"], r["revenue"]) for r in lost_on["rows"]] == [("2026-04-02", "-25.00")]
+    # The dispute names the charge, not the customer: the customer's revenue still counts it.
+    customers = client.get("/v1/stripe/customers", headers=tenant.read).json()["customers"]
+    assert [(c["stripe_customer_id"], c["revenue"]) for c in customers] == [
+        ("cus_QPlexoHealth01", "0.00")
+    ]
 
 
 def test_a_charge_that_paid_an_invoice_is_not_counted_twice(
@@ -277,3 +282,20 @@ def test_unknown_event_types_are_acknowledged_and_not_stored(
     state = db_state(engine)
     assert deliver_ok(client, load("payment_intent_created"))["status"] == "ignored"
     assert db_state(engine) == state
+
+
+def test_an_impossible_date_in_an_object_fails_the_event_not_the_server(
+    client: TestClient, tenant: Tenant, engine: Engine, settings: Settings
+) -> None:
+    """A signed event whose invoice line starts in year 31,690,708 cannot be booked: it is
+    stored as failed, with the reason, and the retry job goes on to the other events."""
+    broken = load("invoice_paid_plexo")
+    broken["data"]["object"]["lines"]["data"][0]["period"]["start"] = 10**15
+    body = deliver_ok(client, broken)
+    assert body["status"] == "failed" and "not a Unix timestamp" in body["message"]
+    assert revenue_by(client, tenant, "month") == {"TOTAL": "0.00"}
+    jpy = deliver_ok(client, load("invoice_paid_jpy"))
+    assert jpy["status"] == "failed"  # no FX rate yet
+    client.post("/v1/fx-rates", json={"currency": "jpy", "rate": "0.0067"}, headers=tenant.admin)
+    retry_events(JobContext(settings=settings, engine=engine))
+    assert revenue_by(client, tenant, "customer") == {"kyoto-labs": "100.50", "TOTAL": "100.50"}

@@ -87,6 +87,8 @@ def test_signed_bodies_that_are_not_events_are_rejected(
     event = load("invoice_paid_plexo")
     del event["data"]
     assert_rejected(deliver(client, event), "invalid_event", engine, state)
+    far_future = {**load("invoice_paid_plexo"), "created": 10**13}  # year 318,857
+    assert_rejected(deliver(client, far_future), "invalid_event", engine, state)
 
 
 def test_a_rotated_secret_and_its_predecessor_are_both_accepted(

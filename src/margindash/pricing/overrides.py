@@ -393,9 +393,7 @@ def _custom_prices(**prices: str | Decimal | None) -> dict[str, int | None]:
     return values
 
 
-def _catalogue_model(
-    catalogue: ResolvesModels, model: str, provider: str | None, on: date
-) -> str:
+def _catalogue_model(catalogue: ResolvesModels, model: str, provider: str | None, on: date) -> str:
     """The catalogue id of the model a name resolves to on a day (ValueError if none)."""
     when = datetime.combine(on, datetime.min.time(), UTC)
     found = catalogue.resolve_at(model, provider_id(provider), when)

@@ -54,12 +54,14 @@ class TokenShift:
     """How a mix changes on a candidate model.
 
     Either assumed ratios (candidate tokens per current token, input and output), or the
-    per-call tokens the org's own data shows for the candidate on the same feature.
+    per-call tokens the org's own data shows for the candidate on the same feature, or
+    `identical` tokens (the same model on another host): no range either way for the last two.
     """
 
     input_ratio: Decimal = ONE
     output_ratio: Decimal = ONE
     observed_per_call: TokenMix | None = None
+    identical: bool = False
 
     def apply(self, mix: TokenMix) -> TokenMix:
         """The mix as the candidate would have produced it (same number of calls)."""
@@ -85,8 +87,9 @@ class TokenShift:
         )
 
     def widened(self, band: Decimal) -> tuple[TokenShift, TokenShift]:
-        """The low and high ends of an assumption ± `band` (a fraction); observed data as is."""
-        if self.observed_per_call is not None or not band:
+        """The low and high ends of an assumption ± `band` (a fraction); observed or identical
+        tokens as they are."""
+        if self.observed_per_call is not None or self.identical or not band:
             return self, self
         low, high = ONE - band, ONE + band
         return (

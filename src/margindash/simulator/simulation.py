@@ -35,6 +35,7 @@ from margindash.simulator.usage import UsageRow, read_usage
 
 ASSUMED, OBSERVED, SAME_MODEL = "assumed", "observed", "same_model"
 _UNCHANGED = TokenShift()
+_IDENTICAL = TokenShift(identical=True)  # the same model on another host
 
 
 class InvalidOption(ValueError):
@@ -326,7 +327,7 @@ class _RowSimulator:
         card = self._cards.get(best.model.key)
         if card is None:
             card = self._cards[best.model.key] = RateCard.of(self.catalogue, best.model, self.at)
-        if best.shift is _UNCHANGED:
+        if best.shift in (_UNCHANGED, _IDENTICAL):
             return [max(card.picos(usage.mix), 0) for usage in row.usage]
         return [max(card.picos(best.shift.apply(usage.mix)), 0) for usage in row.usage]
 
@@ -369,7 +370,7 @@ class _RowSimulator:
 
     def _shift(self, row: SwapRow, model: SimModel) -> tuple[TokenShift, str]:
         if row.current is not None and model.identity == row.current.identity:
-            return _UNCHANGED, SAME_MODEL
+            return _IDENTICAL, SAME_MODEL
         seen = self._observed.get(row.feature, {}).get(model.identity)
         if seen is not None and seen.events:
             return TokenShift(observed_per_call=seen), OBSERVED

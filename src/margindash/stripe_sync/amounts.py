@@ -39,11 +39,25 @@ def revenue_id(livemode: bool, *parts: str) -> str:
     return ":".join(("stripe", "live" if livemode else "test", *parts))
 
 
+# Stripe's times are Unix seconds. Up to the end of 9998: every org-local date of it exists,
+# and reports reach that far.
+_LAST_TIMESTAMP = 253_370_764_799  # 9998-12-31T23:59:59Z
+
+
+def is_stripe_timestamp(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _LAST_TIMESTAMP
+
+
+def stripe_time(timestamp: Any) -> datetime:
+    """A Stripe Unix timestamp as a UTC time; `StripeDataError` for anything else."""
+    if not is_stripe_timestamp(timestamp):
+        raise StripeDataError(f"not a Unix timestamp from 1970 to 9998: {timestamp!r}")
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
 def local_day(timestamp: Any, zone: ZoneInfo) -> date:
     """The org-local date of a Unix timestamp."""
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
-        raise StripeDataError(f"not a Unix timestamp: {timestamp!r}")
-    return datetime.fromtimestamp(timestamp, UTC).astimezone(zone).date()
+    return stripe_time(timestamp).astimezone(zone).date()
 
 
 def _int(obj: Mapping[str, Any], name: str, where: str) -> int:
@@ -275,7 +289,7 @@ def dispute_revenue(
     where = f"dispute {dispute_id}"
     gross = _int(dispute, "amount", where)
     amount = round(gross * share) if share is not None else gross
-    when = lost_at or datetime.fromtimestamp(_int(dispute, "created", where), UTC)
+    when = lost_at or stripe_time(_int(dispute, "created", where))
     day = when.astimezone(zone).date()
     return [
         StripeRevenue(

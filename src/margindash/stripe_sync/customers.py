@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, delete, func, select
+from sqlalchemy import Connection, Engine, and_, delete, select
 
 from margindash.config import Settings
 from margindash.db.engine import upsert
@@ -18,6 +18,7 @@ from margindash.db.tables import (
     stripe_customer_mappings,
     stripe_entries,
     stripe_objects,
+    stripe_refs,
 )
 from margindash.orgs.service import Org
 from margindash.stripe_sync.amounts import subscription_metadata
@@ -195,21 +196,59 @@ def _profiles(
     return found
 
 
-def _revenue_by_customer(conn: Connection, org_id: str) -> dict[tuple[bool, str], int]:
-    e, o, r = stripe_entries, stripe_objects, revenue_entries
-    rows = conn.execute(
-        select(o.c.livemode, o.c.customer_ref, func.sum(r.c.amount_nanos).label("nanos"))
-        .select_from(
-            e.join(
-                o,
-                and_(
-                    o.c.org_id == e.c.org_id,
-                    o.c.livemode == e.c.livemode,
-                    o.c.object_id == e.c.object_id,
-                ),
-            ).join(r, and_(r.c.org_id == e.c.org_id, r.c.revenue_id == e.c.revenue_id))
+Node = tuple[bool, str]  # (livemode, Stripe object id)
+
+
+def _revenue_by_customer(conn: Connection, org_id: str) -> dict[Node, int]:
+    """Revenue booked per Stripe customer: from its objects, and from objects connected to them
+    by references. Refunds and disputes name a charge, not the customer."""
+    o, refs, e, r = stripe_objects, stripe_refs, stripe_entries, revenue_entries
+    groups = _Groups()
+    own: dict[Node, Node] = {}  # object → the customer it names
+    for row in conn.execute(
+        select(o.c.livemode, o.c.object_id, o.c.customer_ref).where(
+            o.c.org_id == org_id, o.c.customer_ref.is_not(None)
         )
-        .where(e.c.org_id == org_id, o.c.customer_ref.is_not(None))
-        .group_by(o.c.livemode, o.c.customer_ref)
-    )
-    return {(bool(row.livemode), row.customer_ref): int(row.nanos or 0) for row in rows}
+    ):
+        customer = (bool(row.livemode), row.customer_ref)
+        own[(customer[0], row.object_id)] = customer
+        groups.join((customer[0], row.object_id), customer)
+    for row in conn.execute(
+        select(refs.c.livemode, refs.c.object_id, refs.c.ref_id).where(refs.c.org_id == org_id)
+    ):
+        groups.join((bool(row.livemode), row.object_id), (bool(row.livemode), row.ref_id))
+    customers_of: dict[Node, set[Node]] = {}
+    for customer in set(own.values()):
+        customers_of.setdefault(groups.find(customer), set()).add(customer)
+    booked: dict[Node, int] = {}
+    for row in conn.execute(
+        select(e.c.livemode, e.c.object_id, r.c.amount_nanos)
+        .select_from(e.join(r, and_(r.c.org_id == e.c.org_id, r.c.revenue_id == e.c.revenue_id)))
+        .where(e.c.org_id == org_id)
+    ):
+        node = (bool(row.livemode), row.object_id)
+        candidates = {own[node]} if node in own else customers_of.get(groups.find(node), set())
+        if len(candidates) == 1:  # objects linking two customers' data are not guessed at
+            (customer,) = candidates
+            booked[customer] = booked.get(customer, 0) + int(row.amount_nanos)
+    return booked
+
+
+class _Groups:
+    """Objects joined into groups by their references (union-find)."""
+
+    def __init__(self) -> None:
+        self._parent: dict[Node, Node] = {}
+
+    def find(self, node: Node) -> Node:
+        root = node
+        while (up := self._parent.get(root, root)) != root:
+            root = up
+        while node != root:  # point the path straight at the root
+            self._parent[node], node = root, self._parent[node]
+        return root
+
+    def join(self, a: Node, b: Node) -> None:
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            self._parent[root_a] = root_b

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from margindash.db.engine import upsert
 from margindash.db.tables import stripe_events
+from margindash.stripe_sync.amounts import is_stripe_timestamp
 from margindash.stripe_sync.database import in_transaction
 
 # Events that change revenue or attribution. `invoice.payment_succeeded` is left out on
@@ -64,8 +65,8 @@ def check_event(event: Any) -> Mapping[str, Any]:
         problems.append("`id` must be an evt_ id")
     if not isinstance(event.get("type"), str) or not event["type"]:
         problems.append("`type` missing")
-    if not isinstance(event.get("created"), int) or isinstance(event.get("created"), bool):
-        problems.append("`created` must be a Unix timestamp")
+    if not is_stripe_timestamp(event.get("created")):
+        problems.append("`created` must be a Unix timestamp from 1970 to 9998")
     if not isinstance(event.get("livemode"), bool):
         problems.append("`livemode` missing")
     data = event.get("data")
