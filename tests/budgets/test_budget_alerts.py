@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from margindash.app import create_app
 from margindash.budgets.alerts import deliver_due, list_alerts
@@ -358,3 +359,31 @@ def test_a_webhook_answering_4xx_is_not_retried(
     with engine.connect() as conn:
         row = conn.execute(select(alert_deliveries)).one()
     assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 1, None)
+
+
+def test_a_delivery_the_retry_job_claimed_is_not_sent_again_by_its_evaluation(
+    engine: Engine, tenant: Tenant, smtp_server: SmtpServer, alert_settings: Settings
+) -> None:
+    """An evaluation that records many alerts sends them one by one; behind a slow relay its
+    claim on the last ones can run out, and the retry job takes them over. The evaluation must
+    then leave them alone: one e-mail per alert."""
+    from margindash.budgets.alerts import NewAlert, deliver_alert, record_alert
+    from margindash.budgets.notifiers import AlertMessage
+
+    now = datetime.now(UTC)
+    message = AlertMessage(kind="test", severity="info", subject="once", body="body\n")
+    new = NewAlert(tenant.org.id, "test:once", message, emails=("ops@example.com",))
+    alert_id = record_alert(engine, new, now=now)
+    assert alert_id is not None
+    notifiers = notifiers_from(alert_settings)
+    # The evaluation is still busy with earlier alerts when the retry job, minutes on, claims
+    # this delivery (as `deliver_due` does: it moves `next_attempt_at`) and starts sending it.
+    taken_until = now + timedelta(minutes=5)
+    with engine.begin() as conn:
+        conn.execute(update(alert_deliveries).values(next_attempt_at=taken_until))
+    deliver_alert(engine, alert_id=alert_id, notifiers=notifiers, settings=alert_settings, now=now)
+    time.sleep(0.5)  # an e-mail would have arrived by now
+    assert smtp_server.messages == []
+    later = taken_until + timedelta(seconds=1)  # the retry job's own send, had it died
+    assert deliver_due(engine, notifiers=notifiers, settings=alert_settings, now=later) == 1
+    assert [m.subject for m in smtp_server.wait_for(1)] == ["once"]

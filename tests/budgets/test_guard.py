@@ -165,3 +165,29 @@ def test_blocklist_over_http_with_etag_and_the_check(
     assert lifted.status_code == 200
     assert lifted.json()["blocked"] == []
     assert lifted.headers["ETag"] == first.headers["ETag"]
+
+
+def test_re_pricing_reaches_the_guard_without_waiting_for_the_sweep(
+    mail_client: TestClient, tenant: Tenant
+) -> None:
+    """Events of an unknown model cost nothing until an alias prices them: that re-pricing is
+    spend like a commit, so a block budget it exhausts blocks at once."""
+    client = mail_client
+    budget = {
+        "name": "Mystery",
+        "scope": {"type": "feature", "value": "image_generation"},
+        "limit_usd": "4.00",
+        "thresholds": [],
+        "action": "block",
+    }
+    assert client.post("/v1/budgets", json=budget, headers=tenant.admin).status_code == 201
+    events = [{**e, "model_name": "prod-mystery-4o"} for e in spend_events("6.00", prefix="m")]
+    client.post("/v1/usage", json={"events": events}, headers=tenant.ingest)
+    settle(client)
+    check = "/v1/budgets/check?feature=image_generation"
+    assert client.get(check, headers=tenant.ingest).json()["allowed"] is True  # unpriced
+    alias = {"alias": "prod-mystery-4o", "model": "gpt-4o"}
+    added = client.post("/v1/pricing/aliases", json=alias, headers=tenant.admin)
+    assert added.json()["repriced_events"] == len(events)
+    settle(client)
+    assert client.get(check, headers=tenant.ingest).json()["allowed"] is False

@@ -141,7 +141,8 @@ def deliver_alert(
     settings: Settings,
     now: datetime | None = None,
 ) -> None:
-    """First delivery of an alert this process has just recorded (it holds the claim)."""
+    """First delivery of an alert this process has just recorded at `now` (it holds the claim
+    `record_alert` took then)."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(alert_deliveries).where(
@@ -151,7 +152,11 @@ def deliver_alert(
     if rows:
         message = _message(engine, alert_id)
         for row in rows:
-            _attempt(engine, _delivery(row), alert_id, message, notifiers, settings, now)
+            # A slow relay can make the deliveries of one evaluation outlast their claim; the
+            # retry job may then have claimed the rest, and only one of us may send each.
+            ours = now + CLAIM if now is not None else row.next_attempt_at
+            if _renew_claim(engine, row.id, held_until=ours):
+                _attempt(engine, _delivery(row), alert_id, message, notifiers, settings, now)
 
 
 def deliver_due(
@@ -254,6 +259,19 @@ def _claim(engine: Engine, delivery_id: int, now: datetime) -> bool:
             .values(next_attempt_at=now + CLAIM)
         ).rowcount
     return taken == 1
+
+
+def _renew_claim(engine: Engine, delivery_id: int, *, held_until: datetime) -> bool:
+    """Extend this process's claim on a pending delivery just before sending it. False when
+    another process has claimed it since: claiming moves `next_attempt_at` off `held_until`."""
+    d = alert_deliveries
+    with engine.begin() as conn:
+        renewed = conn.execute(
+            update(d)
+            .where(d.c.id == delivery_id, d.c.status == PENDING, d.c.next_attempt_at == held_until)
+            .values(next_attempt_at=datetime.now(UTC) + CLAIM)
+        ).rowcount
+    return renewed == 1
 
 
 def _attempt(

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from margindash.ledger.events import FieldError
-from margindash.money import NANOS_PER_UNIT, to_nanos
+from margindash.money import NANOS_PER_CENT, scaled_exactly
 from margindash.reports.pnl import PnlFilter
 
 SCOPE_TYPES = ("org", "feature", "customer", "model", "customer_feature")
@@ -295,6 +295,10 @@ def _text(value: Any, field: str, problems: _Problems, *, required: bool = True)
     if len(value.strip()) > 255:
         problems.add(field, "at most 255 characters")
         return None
+    if any(ord(c) < 32 or ord(c) == 127 for c in value.strip()):
+        # A line break in a name would end the e-mail header it goes into.
+        problems.add(field, "must not contain control characters (line breaks, tabs, NUL)")
+        return None
     return value.strip()
 
 
@@ -326,11 +330,11 @@ def _limit(value: Any, field: str, problems: _Problems) -> int | None:
     if amount <= 0 or amount > MAX_LIMIT_USD:
         problems.add(field, f"must be greater than 0 and at most {MAX_LIMIT_USD}")
         return None
-    nanos = to_nanos(amount)
-    if Decimal(nanos) != amount * NANOS_PER_UNIT:
-        problems.add(field, "at most 9 decimal places")
+    cents = scaled_exactly(amount, 2)
+    if cents is None:  # the limit is shown, and compared, in cents
+        problems.add(field, "at most 2 decimal places")
         return None
-    return nanos
+    return cents * NANOS_PER_CENT
 
 
 def _threshold(value: Any, field: str, problems: _Problems) -> Decimal | None:
@@ -418,7 +422,12 @@ def _emails(value: Any, field: str, problems: _Problems) -> tuple[str, ...] | No
 def _webhook(value: Any, field: str, problems: _Problems) -> str | None:
     if value is None:
         return None
-    parts = urlsplit(value) if isinstance(value, str) else None
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is not None:
+            parts.port  # noqa: B018 - raises for a port out of range
+    except ValueError:  # "http://[::1" (a broken IPv6 host), "http://h:99999/"
+        parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         problems.add(field, "must be an http:// or https:// URL")
         return None

@@ -16,7 +16,9 @@ from starlette.responses import Response
 from margindash.api.body import read_json
 from margindash.api.deps import AdminCaller, Caller, ReadCaller, Services, ServicesDep
 from margindash.api.errors import ApiError, invalid_field, json_response
+from margindash.api.routers.budgets import EvaluatorDep
 from margindash.api.schemas import ERROR_RESPONSES, RowId
+from margindash.budgets.evaluator import BudgetEvaluator
 from margindash.ledger.repricing import (
     RepriceScope,
     RepriceSummary,
@@ -369,10 +371,14 @@ def alias_json(alias: Alias) -> dict[str, Any]:
     }
 
 
-def _reprice_new_rules(services: Services, caller: Caller, reason: str) -> RepriceSummary:
-    return reprice_unpriced(
+def _reprice_new_rules(
+    services: Services, evaluator: BudgetEvaluator, caller: Caller, reason: str
+) -> RepriceSummary:
+    summary = reprice_unpriced(
         services.pricer, org=caller.org, actor=f"api key {caller.key.id}", reason=reason
     )
+    evaluator.request(caller.org.id)  # costs moved: budgets and the guard see them now
+    return summary
 
 
 @router.post(
@@ -382,7 +388,9 @@ def _reprice_new_rules(services: Services, caller: Caller, reason: str) -> Repri
     openapi_extra=_body_schema(AliasIn),
     summary="Add an org model alias (re-prices the unpriced events it covers)",
 )
-async def post_alias(request: Request, caller: AdminCaller, services: ServicesDep) -> Response:
+async def post_alias(
+    request: Request, caller: AdminCaller, services: ServicesDep, evaluator: EvaluatorDep
+) -> Response:
     body = _parse(AliasIn, await read_json(request, max_bytes=services.settings.max_body_bytes))
     try:
         alias = add_alias(
@@ -397,7 +405,11 @@ async def post_alias(request: Request, caller: AdminCaller, services: ServicesDe
     except ValueError as exc:
         raise _invalid(exc) from None
     summary = await run_in_threadpool(
-        _reprice_new_rules, services, caller, f"alias {alias.alias} → {alias.model} added"
+        _reprice_new_rules,
+        services,
+        evaluator,
+        caller,
+        f"alias {alias.alias} → {alias.model} added",
     )
     return json_response({**alias_json(alias), "repriced_events": summary.priced}, 201)
 
@@ -455,7 +467,9 @@ def override_json(override: Override) -> dict[str, Any]:
     openapi_extra=_body_schema(OverrideIn),
     summary="Add a custom price or a discount (re-prices the unpriced events it covers)",
 )
-async def post_override(request: Request, caller: AdminCaller, services: ServicesDep) -> Response:
+async def post_override(
+    request: Request, caller: AdminCaller, services: ServicesDep, evaluator: EvaluatorDep
+) -> Response:
     raw = await read_json(request, max_bytes=services.settings.max_body_bytes)
     body = _parse(OverrideIn, raw)
     try:
@@ -476,7 +490,7 @@ async def post_override(request: Request, caller: AdminCaller, services: Service
     except ValueError as exc:
         raise _invalid(exc) from None
     summary = await run_in_threadpool(
-        _reprice_new_rules, services, caller, f"override {override_id} added"
+        _reprice_new_rules, services, evaluator, caller, f"override {override_id} added"
     )
     return json_response(
         {"id": override_id, **body.model_dump(mode="json"), "repriced_events": summary.priced},
@@ -552,7 +566,9 @@ def reprice_json(summary: RepriceSummary, *, dry_run: bool) -> dict[str, Any]:
     openapi_extra=_body_schema(RepriceIn),
     summary="Re-price stored events in a date range (or preview it with dry_run)",
 )
-async def post_reprice(request: Request, caller: AdminCaller, services: ServicesDep) -> Response:
+async def post_reprice(
+    request: Request, caller: AdminCaller, services: ServicesDep, evaluator: EvaluatorDep
+) -> Response:
     body = _parse(RepriceIn, await read_json(request, max_bytes=services.settings.max_body_bytes))
     try:
         scope = RepriceScope(date_from=body.date_from, date_to=body.date_to, model=body.model)
@@ -568,6 +584,8 @@ async def post_reprice(request: Request, caller: AdminCaller, services: Services
             dry_run=body.dry_run,
         )
     )
+    if not body.dry_run:
+        evaluator.request(caller.org.id)  # costs moved: budgets and the guard see them now
     return json_response(reprice_json(summary, dry_run=body.dry_run))
 
 

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from margindash.api.routers.budgets import EvaluatorDep
 from margindash.api.schemas import RowId
+from margindash.budgets.evaluator import BudgetEvaluator
 from margindash.ledger.repricing import reprice_unpriced
 from margindash.pricing.overrides import (
     ALWAYS,
@@ -96,13 +98,14 @@ def pricing(
     )
 
 
-def _reprice(page: PageScope, reason: str) -> int:
+def _reprice(page: PageScope, evaluator: BudgetEvaluator, reason: str) -> int:
     summary = reprice_unpriced(
         page.services.pricer,
         org=page.org,
         actor=f"dashboard user {page.session.user.email}",
         reason=reason,
     )
+    evaluator.request(page.org.id)  # costs moved: budgets and the guard see them now
     return summary.priced
 
 
@@ -124,6 +127,7 @@ def _effective(text: str) -> date:
 async def new_alias(
     request: Request,
     page: AdminPageDep,
+    evaluator: EvaluatorDep,
     alias: Text = "",
     model: Text = "",
     provider: Annotated[str, Form(max_length=64)] = "",
@@ -141,13 +145,15 @@ async def new_alias(
     except ValueError as exc:
         return _page(request, page, status=422, error=str(exc))
     reason = f"alias {added.alias} → {added.model} added"
-    return _done(page, "alias-added", await run_in_threadpool(_reprice, page, reason))
+    repriced = await run_in_threadpool(_reprice, page, evaluator, reason)
+    return _done(page, "alias-added", repriced)
 
 
 @router.post("/pricing/overrides")
 async def new_override(
     request: Request,
     page: AdminPageDep,
+    evaluator: EvaluatorDep,
     kind: Annotated[str, Form(max_length=16)] = "custom",
     model: Text = "",
     provider: Annotated[str, Form(max_length=64)] = "",
@@ -174,7 +180,8 @@ async def new_override(
     except ValueError as exc:
         return _page(request, page, status=422, error=str(exc))
     reason = f"override {override_id} added"
-    return _done(page, "override-added", await run_in_threadpool(_reprice, page, reason))
+    repriced = await run_in_threadpool(_reprice, page, evaluator, reason)
+    return _done(page, "override-added", repriced)
 
 
 @router.post("/pricing/aliases/{alias_id}/delete")
