@@ -163,7 +163,6 @@ BAD_BODIES = [
     (_with(notify={"webhook_url": "ftp://example.com/x"}), "notify.webhook_url"),
     (_with(notify={"webhook_url": "http://[::1"}), "notify.webhook_url"),  # was a 500
     (_with(notify={"webhook_url": "http://hooks.example.com:99999/x"}), "notify.webhook_url"),
-    (_with(limit_usd="0.015"), "limit_usd"),  # shown and compared in cents: no rounding
     (_with(name="Evil\nBcc: victim@example.com"), "name"),  # a line break ends a mail header
     (_with(scope={"type": "customer", "value": "a\tb"}), "scope.value"),
     (_with(notify={"email": "a@example.com"}), "notify.email"),
@@ -259,3 +258,20 @@ def test_week_and_day_periods_follow_the_org_time_zone(engine: Engine) -> None:
         "2026-11-30",
     )
     assert month.ends_at - month.starts_at == timedelta(days=30)
+
+
+def test_a_limit_round_trips_with_every_digit(client: TestClient, tenant: Tenant) -> None:
+    """A GET answer sent back with PUT leaves the budget as it was: no rounding to the cent
+    (a changed limit would re-arm its alerts)."""
+    body = _with(name="Tiny", limit_usd="0.015")
+    created = client.post("/v1/budgets", json=body, headers=tenant.admin).json()
+    assert created["limit_usd"] == "0.015"
+    fetched = client.get(f"/v1/budgets/{created['id']}", headers=tenant.read).json()
+    editable = {k: fetched[k] for k in ("name", "scope", "period", "limit_usd", "thresholds")}
+    put = client.put(
+        f"/v1/budgets/{created['id']}",
+        json={**editable, "action": fetched["action"], "notify": fetched["notify"]},
+        headers=tenant.admin,
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["limit_usd"] == "0.015"

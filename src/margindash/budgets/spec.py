@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from margindash.ledger.events import FieldError
-from margindash.money import NANOS_PER_CENT, scaled_exactly
+from margindash.money import scaled_exactly
 from margindash.reports.pnl import PnlFilter
 
 SCOPE_TYPES = ("org", "feature", "customer", "model", "customer_feature")
@@ -330,11 +330,11 @@ def _limit(value: Any, field: str, problems: _Problems) -> int | None:
     if amount <= 0 or amount > MAX_LIMIT_USD:
         problems.add(field, f"must be greater than 0 and at most {MAX_LIMIT_USD}")
         return None
-    cents = scaled_exactly(amount, 2)
-    if cents is None:  # the limit is shown, and compared, in cents
-        problems.add(field, "at most 2 decimal places")
+    nanos = scaled_exactly(amount, 9)
+    if nanos is None:
+        problems.add(field, "at most 9 decimal places")
         return None
-    return cents * NANOS_PER_CENT
+    return nanos
 
 
 def _threshold(value: Any, field: str, problems: _Problems) -> Decimal | None:

@@ -33,7 +33,7 @@ from margindash.budgets.service import (
 from margindash.budgets.spec import InvalidBudget, Scope, parse_budget, threshold_number
 from margindash.budgets.status import BudgetStatus, budget_statuses
 from margindash.ledger.events import FieldError
-from margindash.money import format_money
+from margindash.money import format_cost, format_money
 
 router = APIRouter(prefix="/v1/budgets", tags=["budgets"])
 
@@ -80,7 +80,8 @@ def budget_json(status: BudgetStatus) -> dict[str, Any]:
         "name": spec.name,
         "scope": scope_json(spec.scope),
         "period": spec.period,
-        "limit_usd": format_money(spec.limit_nanos),
+        # Every digit it was given: a GET-then-PUT must not change the limit (and re-alert).
+        "limit_usd": format_cost(spec.limit_nanos),
         "thresholds": [threshold_number(t) for t in spec.thresholds],
         "action": spec.action,
         "notify": {"emails": list(spec.notify.emails), "webhook_url": spec.notify.webhook_url},
