@@ -198,7 +198,9 @@ def _create_budgets(ingestor: UsageIngestor, org: Org) -> None:
         "notify": {"emails": ["finance@example.com"]},
     }
     for raw in (brief, org_wide):
-        create_budget(ingestor.engine, org_id=org.id, spec=parse_budget(raw))
+        create_budget(
+            ingestor.engine, org_id=org.id, spec=parse_budget(raw), pricer=ingestor.pricer
+        )
 
 
 def _monthly_targets(rng: random.Random) -> dict[str, tuple[int, int]]:

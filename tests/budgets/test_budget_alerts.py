@@ -21,6 +21,7 @@ from margindash.budgets.spec import parse_budget
 from margindash.config import Settings
 from margindash.db.engine import make_engine
 from margindash.db.tables import alert_deliveries
+from margindash.pricing.service import Pricer
 from tests.budgets.conftest import (
     PUBLIC_URL,
     SmtpServer,
@@ -118,7 +119,9 @@ def test_crossing_75_and_90_in_one_batch_sends_both_once(
 def test_the_sweep_alerts_on_spend_written_outside_the_api(
     engine: Engine, tenant: Tenant, smtp_server: SmtpServer, alert_settings: Settings
 ) -> None:
-    create_budget(engine, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET))
+    create_budget(
+        engine, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET), pricer=Pricer(engine)
+    )
     ingest(engine, tenant.org, spend_events("455.00", prefix="cli"))
     notifiers = notifiers_from(alert_settings)
     assert sweep_budgets(engine, settings=alert_settings, notifiers=notifiers) == 1
@@ -142,7 +145,7 @@ def test_a_new_period_re_arms_the_thresholds(
             "notify": {"emails": ["ops@example.com"]},
         }
     )
-    create_budget(engine, org_id=tenant.org.id, spec=spec)
+    create_budget(engine, org_id=tenant.org.id, spec=spec, pricer=Pricer(engine))
     budgets = list_budgets(engine, org_id=tenant.org.id)
     notifiers = notifiers_from(alert_settings)
     yesterday, today = midnight(-1), midnight(0)
@@ -178,17 +181,29 @@ def test_a_new_period_re_arms_the_thresholds(
 def test_changing_the_limit_re_arms_but_changing_recipients_does_not(
     engine: Engine, tenant: Tenant, smtp_server: SmtpServer, alert_settings: Settings
 ) -> None:
-    budget = create_budget(engine, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET))
+    budget = create_budget(
+        engine, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET), pricer=Pricer(engine)
+    )
     ingest(engine, tenant.org, spend_events("460.00", prefix="s"))
     notifiers = notifiers_from(alert_settings)
     assert sweep_budgets(engine, settings=alert_settings, notifiers=notifiers) == 1
     more_people = {"budget": {**BRIEF_BUDGET["budget"], "notify_email": "all@example.com"}}
     replace_budget(
-        engine, org_id=tenant.org.id, budget_id=budget.id, spec=parse_budget(more_people)
+        engine,
+        org_id=tenant.org.id,
+        budget_id=budget.id,
+        spec=parse_budget(more_people),
+        pricer=Pricer(engine),
     )
     assert sweep_budgets(engine, settings=alert_settings, notifiers=notifiers) == 0
     lower = {"budget": {**BRIEF_BUDGET["budget"], "monthly_limit": 500}}
-    replace_budget(engine, org_id=tenant.org.id, budget_id=budget.id, spec=parse_budget(lower))
+    replace_budget(
+        engine,
+        org_id=tenant.org.id,
+        budget_id=budget.id,
+        spec=parse_budget(lower),
+        pricer=Pricer(engine),
+    )
     assert sweep_budgets(engine, settings=alert_settings, notifiers=notifiers) == 2
     smtp_server.wait_for(3)
     assert [m.subject.split(": ", 1)[1] for m in smtp_server.messages] == [
@@ -204,7 +219,9 @@ def test_smtp_down_is_stored_failed_retried_and_delivered_when_it_returns(
     server = SmtpServer(port=free_port())  # not started: connections are refused
     settings = mail_settings(database_url, server.port)
     notifiers = notifiers_from(settings)
-    create_budget(engine, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET))
+    create_budget(
+        engine, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET), pricer=Pricer(engine)
+    )
     ingest(engine, tenant.org, spend_events("460.00", prefix="s"))
     now = datetime.now(UTC)
     assert sweep_budgets(engine, settings=settings, notifiers=notifiers, now=now) == 1
@@ -245,7 +262,9 @@ def test_delivery_gives_up_after_the_configured_attempts(
 ) -> None:
     settings = mail_settings(database_url, free_port(), alert_max_attempts=2)
     notifiers = notifiers_from(settings)
-    create_budget(engine, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET))
+    create_budget(
+        engine, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET), pricer=Pricer(engine)
+    )
     ingest(engine, tenant.org, spend_events("460.00", prefix="s"))
     now = datetime.now(UTC)
     sweep_budgets(engine, settings=settings, notifiers=notifiers, now=now)
@@ -279,7 +298,9 @@ def test_two_workers_racing_send_one_email(
     database_url: str, tenant: Tenant, smtp_server: SmtpServer, alert_settings: Settings
 ) -> None:
     setup = make_engine(database_url)
-    create_budget(setup, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET))
+    create_budget(
+        setup, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET), pricer=Pricer(setup)
+    )
     ingest(setup, tenant.org, spend_events("500.00", prefix="s"))
     setup.dispose()
     workers = 4
@@ -320,7 +341,7 @@ def test_webhook_gets_slack_compatible_json_and_is_retried_on_5xx(
             "notify": {"webhook_url": webhook.url},
         }
     )
-    create_budget(engine, org_id=tenant.org.id, spec=spec)
+    create_budget(engine, org_id=tenant.org.id, spec=spec, pricer=Pricer(engine))
     ingest(engine, tenant.org, spend_events("85.00", prefix="s"))
     webhook.statuses = [503]
     notifiers = notifiers_from(alert_settings)
@@ -352,7 +373,7 @@ def test_a_webhook_answering_4xx_is_not_retried(
             "notify": {"webhook_url": webhook.url},
         }
     )
-    create_budget(engine, org_id=tenant.org.id, spec=spec)
+    create_budget(engine, org_id=tenant.org.id, spec=spec, pricer=Pricer(engine))
     ingest(engine, tenant.org, spend_events("2.00", prefix="s"))
     webhook.statuses = [404]
     sweep_budgets(engine, settings=alert_settings, notifiers=notifiers_from(alert_settings))

@@ -14,6 +14,7 @@ from margindash.budgets.service import create_budget, list_budgets
 from margindash.budgets.spec import parse_budget
 from margindash.budgets.status import budget_statuses, projected_nanos
 from margindash.orgs.service import zone
+from margindash.pricing.service import Pricer
 from tests.budgets.conftest import ingest, spend_events
 from tests.conftest import Tenant, db_state, make_tenant
 
@@ -97,7 +98,9 @@ def test_projection_is_the_pace_so_far_and_waits_for_a_tenth_of_the_period() -> 
 
 
 def test_state_goes_ok_warning_critical_exceeded(engine: Engine, tenant: Tenant) -> None:
-    create_budget(engine, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET))
+    create_budget(
+        engine, org_id=tenant.org.id, spec=parse_budget(BRIEF_BUDGET), pricer=Pricer(engine)
+    )
     budget = list_budgets(engine, org_id=tenant.org.id)[0]
     seen = []
     for step, amount in enumerate(("0.00", "450.00", "90.00", "60.00")):

@@ -161,6 +161,29 @@ def test_a_budget_created_past_its_thresholds_alerts_at_once(
     assert invoke(cli, "budgets", "apply", str(path)) == (0, "unchanged: Image Generation\n")
 
 
+def test_model_budgets_from_options_and_files_name_the_model_as_events_are_booked(
+    cli: CliRunner, tenant: Tenant, engine: Engine, tmp_path: Path
+) -> None:
+    code, out = invoke(cli, "budgets", "create", "--model", "openai/gpt-4o", "--limit", "5")
+    assert code == 0, out
+    path = tmp_path / "budgets.yaml"
+    path.write_text("budget:\n  model: GPT-4o-mini-2024-07-18\n  monthly_limit: 10\n")
+    assert invoke(cli, "budgets", "apply", str(path)) == (0, "created: GPT-4o-mini-2024-07-18\n")
+    ingest(engine, tenant.org, spend_events("2.00", prefix="s"))  # gpt-4o
+    code, out = invoke(cli, "budgets", "list", "--json")
+    listed = {b["name"]: b for b in json.loads(out)["budgets"]}
+    assert {name: b["scope"]["value"] for name, b in listed.items()} == {
+        "openai/gpt-4o": "gpt-4o",
+        "GPT-4o-mini-2024-07-18": "gpt-4o-mini",
+    }
+    assert listed["openai/gpt-4o"]["spent_usd"] == "2.00"
+    # Resolved the same way each time: applying the file again changes nothing.
+    assert invoke(cli, "budgets", "apply", str(path)) == (
+        0,
+        "unchanged: GPT-4o-mini-2024-07-18\n",
+    )
+
+
 def test_alerts_test_email_proves_the_smtp_settings(
     cli: CliRunner, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,7 @@ from margindash.budgets.notifiers import notifiers_from
 from margindash.budgets.service import create_budget, list_budgets
 from margindash.budgets.spec import parse_budget
 from margindash.config import Settings
+from margindash.pricing.service import Pricer
 from tests.budgets.conftest import SmtpServer, ingest, midnight, settle, spend_events
 from tests.conftest import Tenant, db_state
 
@@ -40,7 +41,7 @@ def test_a_block_budget_enters_the_blocklist_and_leaves_it_next_period(
             "notify": {"emails": ["ops@example.com"]},
         }
     )
-    create_budget(engine, org_id=tenant.org.id, spec=spec)
+    create_budget(engine, org_id=tenant.org.id, spec=spec, pricer=Pricer(engine))
     guard = BudgetGuard(engine)
     yesterday, today = midnight(-1), midnight(0)
     evening = yesterday + timedelta(hours=18)

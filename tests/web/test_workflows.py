@@ -64,6 +64,27 @@ def test_an_admin_creates_edits_and_deletes_a_budget(dashboard: Dashboard) -> No
     assert missing.status_code == 404
 
 
+def test_a_model_budget_from_the_form_names_the_model_as_events_are_booked(
+    dashboard: Dashboard,
+) -> None:
+    client, read = dashboard.client, dashboard.tenant.read
+    login(client, ADMIN_EMAIL)
+    token = csrf_token(client.get("/budgets").text)
+    form = {
+        **BUDGET,
+        "name": "Mini",
+        "scope_type": "model",
+        "scope_value": "gpt-4o-mini-2024-07-18",
+    }
+    assert "Budget created." in client.post("/budgets", data={**form, "csrf_token": token}).text
+    (budget,) = client.get("/v1/budgets", headers=read).json()["budgets"]
+    assert budget["scope"] == {"type": "model", "value": "gpt-4o-mini"}
+    edited = {**form, "scope_value": "OpenAI/GPT-4o", "csrf_token": token}
+    assert "Budget saved." in client.post(f"/budgets/{budget['id']}", data=edited).text
+    (budget,) = client.get("/v1/budgets", headers=read).json()["budgets"]
+    assert budget["scope"] == {"type": "model", "value": "gpt-4o"}
+
+
 def test_a_bad_budget_names_its_fields_and_stores_nothing(dashboard: Dashboard) -> None:
     client = dashboard.client
     login(client, ADMIN_EMAIL)

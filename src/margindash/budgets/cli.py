@@ -35,6 +35,7 @@ from margindash.db.migrate import upgrade
 from margindash.ledger.events import FieldError
 from margindash.money import format_money
 from margindash.orgs.service import Org, find_org
+from margindash.pricing.service import Pricer
 
 budgets_app = typer.Typer(
     help="Budgets: limits per org, feature, customer or model.", no_args_is_help=True
@@ -110,7 +111,7 @@ def budgets_create(
         raise _fail(_problems(exc.errors)) from None
     engine, target = _open(org)
     try:
-        budget = create_budget(engine, org_id=target.id, spec=spec)
+        budget = create_budget(engine, org_id=target.id, spec=spec, pricer=Pricer(engine))
     except BudgetExists as exc:
         raise _fail(str(exc)) from None
     console.print(f"Created budget [bold]{spec.name}[/bold] ({budget.id}).")
@@ -195,7 +196,9 @@ def budgets_apply(
         raise _fail(str(exc)) from None
     engine, target = _open(org)
     try:
-        summary = apply_budgets(engine, org_id=target.id, specs=specs, prune=prune)
+        summary = apply_budgets(
+            engine, org_id=target.id, specs=specs, pricer=Pricer(engine), prune=prune
+        )
     except ValueError as exc:
         raise _fail(str(exc)) from None
     for label, names in (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from margindash.budgets.spec import BudgetSpec, Notify, Scope, threshold_text
 from margindash.db.tables import budgets
+from margindash.pricing.service import Pricer
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +46,19 @@ class BudgetExists(ValueError):
 
 
 def create_budget(
-    engine: Engine, *, org_id: str, spec: BudgetSpec, now: datetime | None = None
+    engine: Engine,
+    *,
+    org_id: str,
+    spec: BudgetSpec,
+    pricer: Pricer,
+    now: datetime | None = None,
 ) -> Budget:
-    """Store a new budget; BudgetExists when the org already has one with its name."""
+    """Store a new budget; BudgetExists when the org already has one with its name.
+
+    A model scope is stored as the model events of that name are booked under (`pricer`).
+    """
     now = now or datetime.now(UTC)
+    spec = booked_spec(spec, org_id=org_id, pricer=pricer)
     budget_id = f"bud_{secrets.token_hex(8)}"
     try:
         with engine.begin() as conn:
@@ -62,10 +72,17 @@ def create_budget(
 
 
 def replace_budget(
-    engine: Engine, *, org_id: str, budget_id: str, spec: BudgetSpec, now: datetime | None = None
+    engine: Engine,
+    *,
+    org_id: str,
+    budget_id: str,
+    spec: BudgetSpec,
+    pricer: Pricer,
+    now: datetime | None = None,
 ) -> Budget | None:
     """Replace a budget's definition; None when the org has no such budget."""
     now = now or datetime.now(UTC)
+    spec = booked_spec(spec, org_id=org_id, pricer=pricer)
     try:
         with engine.begin() as conn:
             row = conn.execute(_by_id(org_id, budget_id)).first()
@@ -126,6 +143,7 @@ def apply_budgets(
     *,
     org_id: str,
     specs: Sequence[BudgetSpec],
+    pricer: Pricer,
     prune: bool = False,
     now: datetime | None = None,
 ) -> ApplySummary:
@@ -137,6 +155,7 @@ def apply_budgets(
     if len(set(names)) != len(names):
         raise ValueError("a budget file names the same budget twice")
     now = now or datetime.now(UTC)
+    specs = [booked_spec(spec, org_id=org_id, pricer=pricer) for spec in specs]
     summary = ApplySummary([], [], [], [])
     with engine.begin() as conn:
         rows = conn.execute(select(budgets).where(budgets.c.org_id == org_id)).all()
@@ -157,6 +176,18 @@ def apply_budgets(
                 conn.execute(delete(budgets).where(budgets.c.id == budget.id))
                 summary.deleted.append(name)
     return summary
+
+
+def booked_spec(spec: BudgetSpec, *, org_id: str, pricer: Pricer) -> BudgetSpec:
+    """The spec with its model scope named as the org's events of that model are stored
+    (`gpt-4o-mini-2024-07-18` and `openai/gpt-4o-mini` are `gpt-4o-mini`): spend is summed,
+    and the guard matches calls, by that name. A model nothing prices keeps its name, trimmed
+    and in lower case, as its unpriced events do."""
+    model = spec.scope.model
+    if spec.scope.type != "model" or model is None:
+        return spec
+    booked = pricer.booked_model(org_id=org_id, model_name=model)
+    return replace(spec, scope=replace(spec.scope, model=booked))
 
 
 def set_blocked_until(

@@ -93,6 +93,19 @@ class Pricer:
             at=at,
         )
 
+    def booked_model(self, *, org_id: str, model_name: str, at: datetime | None = None) -> str:
+        """The model name an event sent as `model_name` is stored and rolled up under at `at`
+        (default now): the catalogue model, an alias's target, or, for a model nothing prices,
+        the name trimmed and in lower case. Budgets and the guard compare this name."""
+        quote = self.price(
+            org_id=org_id,
+            model_name=model_name,
+            provider=None,
+            tokens=_NO_TOKENS,
+            at=at or datetime.now(UTC),
+        )
+        return quote.model
+
     def plan_for_day(
         self, *, org_id: str, model_name: str, provider: str | None, day: date
     ) -> PricePlan | None:
@@ -111,6 +124,7 @@ class Pricer:
 
 
 _LAST_INSTANT = timedelta(days=1, microseconds=-1)
+_NO_TOKENS = TokenCounts(0, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,7 +127,12 @@ async def post_budget(
 ) -> Response:
     raw = await read_json(request, max_bytes=services.settings.max_body_bytes)
     try:
-        budget = create_budget(services.engine, org_id=caller.org.id, spec=parse_budget(raw))
+        budget = create_budget(
+            services.engine,
+            org_id=caller.org.id,
+            spec=parse_budget(raw),
+            pricer=services.pricer,
+        )
     except InvalidBudget as exc:
         raise invalid_fields(exc.errors) from None
     except BudgetExists as exc:
@@ -185,18 +190,26 @@ Attribute = Annotated[str | None, Query(min_length=1, max_length=255)]
 @router.get("/check", responses=ERROR_RESPONSES, summary="Would a block budget stop this call?")
 def check_budget(
     caller: IngestCaller,
+    services: ServicesDep,
     evaluator: EvaluatorDep,
     customer_id: Attribute = None,
     feature: Attribute = None,
     model: Attribute = None,
 ) -> Response:
     blocklist = evaluator.guard.blocklist(caller.org.id)
-    blocking = blocklist.blocking(customer_id=customer_id, feature=feature, model=model)
+    # Model budgets name the model as events are booked: resolve the call's name the same way.
+    booked = (
+        None
+        if model is None
+        else services.pricer.booked_model(org_id=caller.org.id, model_name=model)
+    )
+    blocking = blocklist.blocking(customer_id=customer_id, feature=feature, model=booked)
     return json_response(
         {
             "allowed": not blocking,
             "version": blocklist.version,
             "blocked_by": [_rule_json(rule) for rule in blocking],
+            "model": booked,
         }
     )
 
@@ -226,7 +239,11 @@ async def put_budget(
     try:
         spec = parse_budget(raw)
         budget = replace_budget(
-            services.engine, org_id=caller.org.id, budget_id=budget_id, spec=spec
+            services.engine,
+            org_id=caller.org.id,
+            budget_id=budget_id,
+            spec=spec,
+            pricer=services.pricer,
         )
     except InvalidBudget as exc:
         raise invalid_fields(exc.errors) from None

@@ -111,7 +111,12 @@ def add_budget(
     request: Request, page: AdminPageDep, form: FormDep, evaluator: EvaluatorDep
 ) -> Response:
     try:
-        create_budget(page.services.engine, org_id=page.org.id, spec=parse_budget(form.request()))
+        create_budget(
+            page.services.engine,
+            org_id=page.org.id,
+            spec=parse_budget(form.request()),
+            pricer=page.services.pricer,
+        )
     except (InvalidBudget, BudgetExists) as exc:
         return _invalid(request, page, form, None, exc)
     evaluator.request(page.org.id)
@@ -132,6 +137,7 @@ def edit_budget(
             org_id=page.org.id,
             budget_id=budget_id,
             spec=parse_budget(form.request()),
+            pricer=page.services.pricer,
         )
     except (InvalidBudget, BudgetExists) as exc:
         return _invalid(request, page, form, budget_id, exc)
