@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -22,6 +23,8 @@ class BlocklistStandIn:
         self.server = StandIn(self)
 
     def __call__(self, request: Request) -> Reply:
+        if request.path.startswith("/v1/budgets/check?"):
+            return self.check(request)
         etag = f'"v{self.version}"'
         if request.headers.get("if-none-match") == etag:
             return Reply(status=304, headers={"ETag": etag})
@@ -29,8 +32,31 @@ class BlocklistStandIn:
             json_body={"version": self.version, "blocked": self.blocked}, headers={"ETag": etag}
         )
 
+    def check(self, request: Request) -> Reply:
+        # What the real server answers for `?model=`: the name events of that model are
+        # booked under (the catalogue and the org's aliases decide it there).
+        name = parse_qs(urlsplit(request.path).query)["model"][0]
+        booked = BOOKED.get(name, name.strip().lower())
+        return Reply(
+            json_body={"allowed": True, "version": self.version, "blocked_by": [], "model": booked}
+        )
+
     def gets(self) -> list[Request]:
         return [r for r in self.server.requests if r.path == "/v1/budgets/blocklist"]
+
+    def checks(self) -> list[str]:
+        return [
+            parse_qs(urlsplit(r.path).query)["model"][0]
+            for r in self.server.requests
+            if r.path.startswith("/v1/budgets/check?")
+        ]
+
+
+BOOKED = {
+    "gpt-4.5-preview-2025-02-27": "gpt-4.5-preview",
+    "openai/gpt-4.5-preview": "gpt-4.5-preview",
+    "openai/gpt-4o-mini": "gpt-4o-mini",
+}
 
 
 @pytest.fixture
@@ -94,6 +120,69 @@ def test_each_scope_type_blocks_only_its_calls(
         assert exc.scope_type == blocked_by
     else:
         assert blocked_by is None and result == (3, {"model": model})
+    client.shutdown(timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("model", "asked"),
+    [
+        ("gpt-4.5-preview", False),
+        (" GPT-4.5-Preview ", False),
+        ("gpt-4.5-preview-2025-02-27", True),
+        ("openai/gpt-4.5-preview", True),
+    ],
+)
+def test_a_model_budget_blocks_every_spelling_the_server_books_as_its_model(
+    blocklist: BlocklistStandIn, model: str, asked: bool
+) -> None:
+    client = client_for(blocklist.server.url)
+    for _ in range(3):
+        with pytest.raises(BudgetExceeded) as raised:
+            client.guarded_call(lambda **_: None, customer_id="acme", feature="chat", model=model)
+        assert (raised.value.scope_type, raised.value.value) == ("model", "gpt-4.5-preview")
+    # A spelling that is not the blocked name is asked once, then remembered.
+    assert blocklist.checks() == ([model] if asked else [])
+    client.shutdown(timeout=1)
+
+
+def test_other_models_pass_and_nothing_is_asked_without_model_budgets(
+    blocklist: BlocklistStandIn,
+) -> None:
+    client = client_for(blocklist.server.url)
+    assert client.guarded_call(lambda **kw: kw["model"], model="openai/gpt-4o-mini") == (
+        "openai/gpt-4o-mini"
+    )
+    assert blocklist.checks() == ["openai/gpt-4o-mini"]
+    client.shutdown(timeout=1)
+
+    blocklist.blocked = [{"type": "customer", "value": "over_budget"}]
+    blocklist.version = 2
+    client = client_for(blocklist.server.url)
+    assert client.guarded_call(lambda **_: "ok", model="openai/gpt-4.5-preview") == "ok"
+    assert blocklist.checks() == ["openai/gpt-4o-mini"]  # no model budget: nothing to ask
+    client.shutdown(timeout=1)
+
+
+def test_without_an_answer_a_model_is_only_trimmed_and_lower_cased(
+    blocklist: BlocklistStandIn,
+) -> None:
+    """A server that cannot answer (or an older one, which does not say) fails open for
+    spellings it would have resolved, and is not asked again until the blocklist is due."""
+    answer = blocklist.server.responder
+
+    def no_check(request: Request) -> Reply:
+        if request.path.startswith("/v1/budgets/check?"):
+            return Reply(status=503)
+        return answer(request)
+
+    blocklist.server.responder = no_check
+    client = client_for(blocklist.server.url)
+    for _ in range(3):
+        assert client.guarded_call(lambda **_: "ok", model="openai/gpt-4.5-preview") == "ok"
+    with pytest.raises(BudgetExceeded):
+        client.guarded_call(lambda **_: None, model="GPT-4.5-preview")
+    asked = [r for r in blocklist.server.requests if r.path.startswith("/v1/budgets/check?")]
+    assert len(asked) == 1
     client.shutdown(timeout=1)
 
 

@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conftest import FAST, require
-from margindash_sdk import MarginDash, instrument_openai, rollout_bucket
+from margindash_sdk import BudgetExceeded, MarginDash, instrument_openai, rollout_bucket
 from providers import PROMPT, openai_api
 from real_server import MarginDashServer, find_margindash
 from servers import StandIn
@@ -143,6 +144,46 @@ def test_tracked_events_and_revenue_arrive(
     assert (rows[f"{prefix}_a"]["events"], rows[f"{prefix}_a"]["prompt_tokens"]) == (2, 150)
     assert (rows[f"{prefix}_b"]["events"], rows[f"{prefix}_b"]["prompt_tokens"]) == (1, 5)
     assert rows[f"{prefix}_a"]["revenue"] == "10.00"
+
+
+def test_guarded_call_stops_the_spellings_the_server_books_as_a_blocked_model(
+    server: MarginDashServer, clients: list[MarginDash]
+) -> None:
+    """A block budget on a dated Anthropic name is booked as the catalogue's model; once spent,
+    every spelling the server resolves to it is refused before the provider is called."""
+    budget = {
+        "name": unique("haiku"),
+        "scope": {"type": "model", "value": "claude-3-5-haiku-20241022"},
+        "limit_usd": "0.01",
+        "thresholds": [],
+        "action": "block",
+    }
+    created = httpx.post(
+        f"{server.url}/budgets",
+        json=budget,
+        headers={"Authorization": f"Bearer {server.admin_key}"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    booked = created.json()["scope"]["value"]
+    assert booked != budget["scope"]["value"]
+    client = new_client(server, clients, blocklist_ttl=0.1)
+    client.track(model="anthropic/claude-3.5-haiku", prompt_tokens=0, completion_tokens=10_000)
+    assert client.flush(timeout=10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            client.guarded_call(lambda **_: None, model=booked)
+        except BudgetExceeded:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the model budget never blocked")
+    for spelling in ("claude-3-5-haiku-20241022", "anthropic/claude-3.5-haiku", booked.upper()):
+        with pytest.raises(BudgetExceeded) as raised:
+            client.guarded_call(lambda **_: None, model=spelling)
+        assert (raised.value.scope_type, raised.value.value) == ("model", booked)
+    assert client.guarded_call(lambda **kw: "served", model="claude-3-opus-20240229") == "served"
 
 
 def test_duplicates_are_counted_once(server: MarginDashServer, clients: list[MarginDash]) -> None:

@@ -29,8 +29,18 @@ export class BudgetExceeded extends Error {
 
 const key = (type: string, value: string): string => `${type}\u0000${value}`;
 
+/**
+ * How long the server's answer to "what model is this name?" is kept, seconds: names change
+ * meaning only when the org adds an alias or the price catalogue learns a model.
+ */
+const RESOLVED_TTL = 300;
+const MAX_RESOLVED = 1000;
+
 export class Blocklist {
   private rules = new Set<string>();
+  private modelRules = false;
+  /** model name -> [booked name, until (performance.now() ms)] */
+  private booked = new Map<string, [string, number]>();
   private etag: string | undefined;
   private fetchedAt = -Infinity;
   private refreshing: Promise<void> | undefined;
@@ -55,8 +65,51 @@ export class Blocklist {
     if (customerId !== undefined && feature !== undefined) {
       candidates.push(["customer_feature", `${customerId}:${feature}`]);
     }
-    if (model !== undefined) candidates.push(["model", model]);
+    if (model !== undefined && this.modelRules) {
+      candidates.push(["model", await this.bookedModel(model)]);
+    }
     return candidates.find(([type, value]) => this.rules.has(key(type, value)));
+  }
+
+  /**
+   * The name the server books `model` under, as model budgets name it. `gpt-4o-mini-2024-07-18`
+   * and `openai/gpt-4o-mini` are `gpt-4o-mini` there, through the price catalogue and the org's
+   * aliases, which the SDK does not have: a name that is not already a blocked model (trimmed,
+   * in lower case) is asked of `GET /v1/budgets/check` once and remembered. Without an answer
+   * the name is only trimmed and lower-cased.
+   */
+  private async bookedModel(model: string): Promise<string> {
+    const local = model.trim().toLowerCase();
+    if (this.rules.has(key("model", local))) return local;
+    const known = this.booked.get(model);
+    if (known !== undefined && performance.now() < known[1]) return known[0];
+    const booked = await this.askBookedModel(model);
+    if (this.booked.size >= MAX_RESOLVED) this.booked.clear();
+    // A failed question is asked again only when the blocklist would be fetched again.
+    const ttl = booked !== undefined ? RESOLVED_TTL : this.options.blocklistTtl;
+    this.booked.set(model, [booked ?? local, performance.now() + ttl * 1000]);
+    return booked ?? local;
+  }
+
+  private async askBookedModel(model: string): Promise<string | undefined> {
+    try {
+      const response = await fetch(
+        `${this.options.baseUrl}/budgets/check?model=${encodeURIComponent(model)}`,
+        {
+          headers: headers(this.options),
+          signal: AbortSignal.timeout(Math.round(this.options.blocklistTimeout * 1000)),
+        },
+      );
+      if (response.status !== 200) {
+        await response.body?.cancel();
+        return undefined;
+      }
+      const body: unknown = await response.json();
+      // An older server does not say.
+      return isRecord(body) && typeof body.model === "string" ? body.model : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private async refresh(): Promise<void> {
@@ -84,7 +137,9 @@ export class Blocklist {
     try {
       const body: unknown = await response.json();
       if (!isRecord(body) || !Array.isArray(body.blocked)) throw new TypeError("shape");
-      this.rules = new Set(body.blocked.filter(isRecord).map(ruleKey));
+      const entries = body.blocked.filter(isRecord);
+      this.rules = new Set(entries.map(ruleKey));
+      this.modelRules = entries.some((entry) => entry.type === "model");
       this.version = body.version;
       this.etag = response.headers.get("ETag") ?? undefined;
       this.fetchedAt = performance.now();
@@ -96,6 +151,7 @@ export class Blocklist {
   /** An unreachable budget service must never stop the product from working. */
   private failOpen(reason: string): void {
     this.rules = new Set();
+    this.modelRules = false;
     this.etag = undefined;
     this.fetchedAt = performance.now();
     if (!this.warned) {

@@ -9,6 +9,12 @@ import { FAST, freePort, sleep } from "./helpers.mjs";
 let server;
 let state;
 
+const BOOKED = {
+  "gpt-4.5-preview-2025-02-27": "gpt-4.5-preview",
+  "openai/gpt-4.5-preview": "gpt-4.5-preview",
+  "openai/gpt-4o-mini": "gpt-4o-mini",
+};
+
 beforeEach(async () => {
   guard.raiseInternalErrors = true;
   state = {
@@ -20,8 +26,19 @@ beforeEach(async () => {
       { type: "model", value: "gpt-4.5-preview" },
     ],
     requests: [],
+    checks: [],
+    checkStatus: 200,
   };
   server = createServer((req, res) => {
+    if (req.url.startsWith("/v1/budgets/check?")) {
+      // What the real server answers for `?model=`: the name events of that model are booked
+      // under (the catalogue and the org's aliases decide it there).
+      const name = new URL(req.url, "http://x").searchParams.get("model");
+      state.checks.push(name);
+      res.writeHead(state.checkStatus, { "Content-Type": "application/json" });
+      const model = BOOKED[name] ?? name.trim().toLowerCase();
+      return res.end(JSON.stringify({ allowed: true, blocked_by: [], model }));
+    }
     state.requests.push(req.headers);
     const etag = `"v${state.version}"`;
     if (req.headers["if-none-match"] === etag) {
@@ -79,6 +96,47 @@ test("each scope type blocks only its calls", async () => {
       assert.equal(error.scopeType, blockedBy);
     }
   }
+});
+
+test("a model budget blocks every spelling the server books as its model", async () => {
+  for (const [model, asked] of [
+    ["gpt-4.5-preview", false],
+    [" GPT-4.5-Preview ", false],
+    ["gpt-4.5-preview-2025-02-27", true],
+    ["openai/gpt-4.5-preview", true],
+  ]) {
+    state.checks = [];
+    const md = client();
+    for (let i = 0; i < 3; i += 1) {
+      await assert.rejects(
+        md.guardedCall({ customerId: "acme", feature: "chat", model }, () => null),
+        (error) =>
+          error instanceof BudgetExceeded &&
+          error.scopeType === "model" &&
+          error.value === "gpt-4.5-preview",
+      );
+    }
+    // A spelling that is not the blocked name is asked once, then remembered.
+    assert.deepEqual(state.checks, asked ? [model] : []);
+  }
+});
+
+test("other models pass, and nothing is asked without model budgets", async () => {
+  assert.equal(await client().guardedCall({ model: "openai/gpt-4o-mini" }, () => "ok"), "ok");
+  assert.deepEqual(state.checks, ["openai/gpt-4o-mini"]);
+  state.blocked = [{ type: "customer", value: "over_budget" }];
+  assert.equal(await client().guardedCall({ model: "openai/gpt-4.5-preview" }, () => "ok"), "ok");
+  assert.deepEqual(state.checks, ["openai/gpt-4o-mini"]);
+});
+
+test("without an answer a model is only trimmed and lower-cased", async () => {
+  state.checkStatus = 503;
+  const md = client();
+  for (let i = 0; i < 3; i += 1) {
+    assert.equal(await md.guardedCall({ model: "openai/gpt-4.5-preview" }, () => "ok"), "ok");
+  }
+  await assert.rejects(md.guardedCall({ model: "GPT-4.5-preview" }, () => null), BudgetExceeded);
+  assert.equal(state.checks.length, 1);
 });
 
 test("fn errors propagate unchanged", async () => {

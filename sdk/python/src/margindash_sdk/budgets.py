@@ -14,6 +14,10 @@ from .config import Options
 logger = logging.getLogger("margindash_sdk")
 
 Rule = tuple[str, str]
+# How long the server's answer to "what model is this name?" is kept: names change meaning only
+# when the org adds an alias or the price catalogue learns a model.
+RESOLVED_TTL = 300.0
+_MAX_RESOLVED = 1000
 
 
 class BudgetExceeded(Exception):
@@ -46,6 +50,7 @@ class Blocklist:
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
         self._rules: frozenset[Rule] = frozenset()
+        self._booked: dict[str, tuple[str, float]] = {}  # model name -> (booked name, until)
         self._etag: str | None = None
         self._fetched_at = float("-inf")
         self.version: Any = None
@@ -69,9 +74,45 @@ class Blocklist:
             candidates.append(("feature", feature))
         if customer_id is not None and feature is not None:
             candidates.append(("customer_feature", f"{customer_id}:{feature}"))
-        if model is not None:
-            candidates.append(("model", model))
+        if model is not None and any(kind == "model" for kind, _ in rules):
+            candidates.append(("model", self._booked_model(model, rules)))
         return next((rule for rule in candidates if rule in rules), None)
+
+    def _booked_model(self, model: str, rules: frozenset[Rule]) -> str:
+        """The name the server books `model` under, as model budgets name it.
+
+        `gpt-4o-mini-2024-07-18` and `openai/gpt-4o-mini` are `gpt-4o-mini` there, through the
+        price catalogue and the org's aliases, which the SDK does not have: a name that is not
+        already a blocked model (trimmed, in lower case) is asked of `GET /v1/budgets/check`
+        once and remembered. Without an answer the name is only trimmed and lower-cased.
+        """
+        local = model.strip().lower()
+        if ("model", local) in rules:
+            return local
+        now = time.monotonic()
+        known = self._booked.get(model)
+        if known is not None and now < known[1]:
+            return known[0]
+        booked = self._ask_booked_model(model)
+        if len(self._booked) >= _MAX_RESOLVED:
+            self._booked.clear()
+        # A failed question is asked again only when the blocklist would be fetched again.
+        ttl = RESOLVED_TTL if booked is not None else self._options.blocklist_ttl
+        self._booked[model] = (booked or local, now + ttl)
+        return booked or local
+
+    def _ask_booked_model(self, model: str) -> str | None:
+        try:
+            response = self._client().get("budgets/check", params={"model": model})
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            booked = response.json().get("model")
+        except (ValueError, AttributeError):
+            return None
+        return booked if isinstance(booked, str) else None  # an older server does not say
 
     def close(self) -> None:
         """Close pooled connections."""

@@ -228,7 +228,7 @@ class MarginDash:
         """Call `fn(*args, **kwargs)` unless a blocking budget covers it: then BudgetExceeded.
 
         `customer_id` and `feature` are consumed here; a `model` keyword is checked against
-        model budgets and still passed on to `fn`.
+        model budgets (under the name the server books it as) and still passed on to `fn`.
         """
         model = kwargs.get("model")
         rule = self._blocking_rule(
