@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
 import socket
@@ -61,11 +62,18 @@ class Received:
 
 
 class _Handler:
-    def __init__(self, inbox: list[Received], lock: threading.Lock):
+    def __init__(self, inbox: list[Received], lock: threading.Lock, relay: _Relay):
         self.inbox = inbox
         self.lock = lock
+        self.relay = relay
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if not self.relay.open.is_set():
+            # A slow relay: the client has sent the message and waits for the answer.
+            with self.lock:
+                self.relay.held += 1
+            while not self.relay.open.is_set():
+                await asyncio.sleep(0.01)
         parsed = email.message_from_bytes(envelope.content, policy=default_policy)
         assert isinstance(parsed, EmailMessage)
         with self.lock:
@@ -74,24 +82,52 @@ class _Handler:
 
 
 @dataclass
+class _Relay:
+    """Whether messages are answered at once, and how many are waiting for an answer."""
+
+    open: threading.Event = field(default_factory=threading.Event)
+    held: int = 0
+
+    def __post_init__(self) -> None:
+        self.open.set()
+
+
+@dataclass
 class SmtpServer:
-    """A real SMTP server (aiosmtpd) on a fixed loopback port, which a test can stop and start."""
+    """A real SMTP server (aiosmtpd) on a fixed loopback port, which a test can stop and start,
+    and stall like a slow relay (`hold` ... `release`)."""
 
     port: int = field(default_factory=free_port)
     messages: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _relay: _Relay = field(default_factory=_Relay)
     _controller: Controller | None = None
 
     def start(self) -> None:
         self._controller = Controller(
-            _Handler(self.messages, self._lock), hostname="127.0.0.1", port=self.port
+            _Handler(self.messages, self._lock, self._relay), hostname="127.0.0.1", port=self.port
         )
         self._controller.start()
 
     def stop(self) -> None:
+        self.release()
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def hold(self) -> None:
+        """Answer no message until `release`: senders wait after sending the content."""
+        self._relay.open.clear()
+
+    def release(self) -> None:
+        self._relay.open.set()
+
+    def wait_held(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until `count` messages have been held; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._relay.held < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self._relay.held >= count
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         deadline = time.monotonic() + timeout
@@ -171,15 +207,19 @@ def webhook() -> Iterator[WebhookReceiver]:
     receiver.close()
 
 
-def settle(client: TestClient) -> None:
-    """Wait until the app has evaluated the budgets for every commit acknowledged so far.
+def settle(client: TestClient, *, deliveries: bool = True) -> None:
+    """Wait until the app has evaluated the budgets for every commit acknowledged so far, and
+    (with `deliveries`) sent the alerts that fired.
 
     A request is answered as soon as its rows are committed, just before the writer runs its
     after-commit hooks; an empty job through the writer returns only after those hooks ran.
     """
     app: Any = client.app
     app.state.writer.submit([]).result(10)
-    assert app.state.budget_evaluator.wait_idle(10)
+    evaluator = app.state.budget_evaluator
+    assert evaluator.wait_idle(10)
+    if deliveries:
+        assert evaluator.outbox.wait_idle(10)
 
 
 def spend_events(

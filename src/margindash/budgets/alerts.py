@@ -140,9 +140,11 @@ def deliver_alert(
     notifiers: Mapping[str, Notifier],
     settings: Settings,
     now: datetime | None = None,
+    recorded_at: datetime | None = None,
 ) -> None:
-    """First delivery of an alert this process has just recorded at `now` (it holds the claim
-    `record_alert` took then)."""
+    """First delivery of an alert this process recorded at `recorded_at` (default: `now`),
+    which holds the claim `record_alert` took then. `now` is the time of the attempt."""
+    recorded_at = recorded_at or now
     with engine.connect() as conn:
         rows = conn.execute(
             select(alert_deliveries).where(
@@ -152,9 +154,9 @@ def deliver_alert(
     if rows:
         message = _message(engine, alert_id)
         for row in rows:
-            # A slow relay can make the deliveries of one evaluation outlast their claim; the
-            # retry job may then have claimed the rest, and only one of us may send each.
-            ours = now + CLAIM if now is not None else row.next_attempt_at
+            # A slow relay can make a delivery wait behind others longer than its claim; the
+            # retry job may then have claimed it, and only one of us may send it.
+            ours = recorded_at + CLAIM if recorded_at is not None else row.next_attempt_at
             if _renew_claim(engine, row.id, held_until=ours):
                 _attempt(engine, _delivery(row), alert_id, message, notifiers, settings, now)
 

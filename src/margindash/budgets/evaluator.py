@@ -1,9 +1,10 @@
 """Budget evaluation: right after each ingest commit (in a thread of its own) and in a sweep.
 
 `evaluate_budgets` reads each budget's spend from the rollups, records an alert for every
-threshold reached this period (once: see `alerts.record_alert`), delivers the new ones, and
-marks exhausted `block` budgets for the guard. The commit hook only queues the committed rows;
-the `BudgetEvaluator` thread works out which budgets they touch and evaluates those.
+threshold reached this period (once: see `alerts.record_alert`), marks exhausted `block`
+budgets for the guard, and delivers the new alerts. The commit hook only queues the committed
+rows; the `BudgetEvaluator` thread works out which budgets they touch and evaluates those, and
+hands the alerts to its `AlertOutbox`, so a slow relay never delays the next evaluation.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from margindash.budgets.alerts import NewAlert, deliver_alert, fired_keys, recor
 from margindash.budgets.guard import BudgetGuard
 from margindash.budgets.messages import budget_alert
 from margindash.budgets.notifiers import Notifier, notifiers_from
+from margindash.budgets.outbox import AlertOutbox
 from margindash.budgets.service import Budget, list_budgets, orgs_with_budgets, set_blocked_until
 from margindash.budgets.spec import threshold_text
 from margindash.budgets.spend import Drivers, top_drivers
@@ -67,10 +69,12 @@ def evaluate_budgets(
     notifiers: Mapping[str, Notifier],
     now: datetime | None = None,
     known_fired: set[str] | None = None,
+    outbox: AlertOutbox | None = None,
 ) -> Evaluation:
     """Check budgets against their current period; alert on thresholds reached, once each.
 
-    `known_fired` is a caller's memory of keys already fired, to skip even the lookup.
+    `known_fired` is a caller's memory of keys already fired, to skip even the lookup. New
+    alerts are sent before returning, or handed to `outbox` to be sent in its thread.
     """
     now = now or datetime.now(UTC)
     statuses = budget_statuses(engine, org=org, budgets=budgets, now=now)
@@ -100,8 +104,13 @@ def evaluate_budgets(
             known_fired.clear()
         known_fired.update(crossed)
     blocks_changed = _mark_blocks(engine, statuses, now)
-    for alert_id in new_alerts:
-        deliver_alert(engine, alert_id=alert_id, notifiers=notifiers, settings=settings, now=now)
+    if outbox is not None:
+        outbox.send(new_alerts, recorded_at=now)
+    else:
+        for alert_id in new_alerts:
+            deliver_alert(
+                engine, alert_id=alert_id, notifiers=notifiers, settings=settings, now=now
+            )
     return Evaluation(statuses, new_alerts, blocks_changed)
 
 
@@ -188,7 +197,7 @@ class BudgetEvaluator:
 
     `on_commit` is a `LedgerWriter` hook: it runs in the writer thread, so it only queues the
     rows. The thread takes everything queued at once, so a burst of commits costs one
-    evaluation per org.
+    evaluation per org. Alerts go out through `outbox`, in its own thread.
     """
 
     def __init__(
@@ -203,6 +212,7 @@ class BudgetEvaluator:
         self.settings = settings
         self.notifiers = notifiers if notifiers is not None else notifiers_from(settings)
         self.guard = guard or BudgetGuard(engine)
+        self.outbox = AlertOutbox(engine=engine, settings=settings, notifiers=self.notifiers)
         self._inbox: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._unfinished = 0
@@ -224,15 +234,18 @@ class BudgetEvaluator:
 
     def start(self) -> None:
         if self._thread is None:
+            self.outbox.start()
             self._thread = threading.Thread(target=self._run, name="budget-evaluator", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Evaluate what is queued, then stop the thread."""
+        """Evaluate what is queued, then stop the thread; then send the alerts it recorded
+        (for up to `timeout` more seconds: the retry job sends what is left)."""
         if self._thread is not None:
             self._inbox.put(None)
             self._thread.join(timeout)
             self._thread = None
+            self.outbox.stop(timeout)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far has been evaluated; False on timeout."""
@@ -282,6 +295,7 @@ class BudgetEvaluator:
                 settings=self.settings,
                 notifiers=self.notifiers,
                 known_fired=self._fired,
+                outbox=self.outbox,
             )
             if result.blocks_changed:
                 self.guard.invalidate(org_id)
