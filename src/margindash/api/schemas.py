@@ -102,6 +102,9 @@ class PnlResponse(BaseModel):
     to: str
     currency: str
     group_by: str
+    model: str | None = Field(
+        None, description="the `model` filter as the org's events are booked (only with one)"
+    )
     totals: PnlTotals
     rows: list[PnlRow]
     unallocated_revenue: str | None = None
@@ -168,15 +171,18 @@ def line_json(line: PnlLine, *, key: bool = False) -> dict[str, Any]:
     return body
 
 
-def pnl_json(report: PnlReport) -> dict[str, Any]:
-    body = {
+def pnl_json(report: PnlReport, *, model: str | None = None) -> dict[str, Any]:
+    """A P&L report for JSON; `model` is the model filter as resolved, echoed when given."""
+    body: dict[str, Any] = {
         "from": report.date_from.isoformat(),
         "to": report.date_to.isoformat(),
         "currency": report.org.currency,
         "group_by": report.group_by,
-        "totals": line_json(report.totals),
-        "rows": [line_json(line, key=True) for line in report.rows],
     }
+    if model is not None:
+        body["model"] = model
+    body["totals"] = line_json(report.totals)
+    body["rows"] = [line_json(line, key=True) for line in report.rows]
     if report.group_by in ("feature", "model"):
         body["unallocated_revenue"] = format_money(report.unallocated_revenue_nanos)
     return body

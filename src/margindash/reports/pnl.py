@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, ColumnElement, Engine, Table, and_, cast, func, or_, select
 
@@ -20,6 +20,9 @@ from margindash.orgs.service import Org
 from margindash.reports.decisions import customer_action, negative_streak
 from margindash.reports.periods import add_months, month_bounds, split_range
 from margindash.runtime import gc_paused
+
+if TYPE_CHECKING:
+    from margindash.pricing.service import Pricer
 
 GROUPS = ("customer", "feature", "model", "day", "month")
 # The summed columns, in `PnlLine`'s field order: a query row builds a line in one call.
@@ -112,6 +115,21 @@ class PnlFilter:
         if self.model is not None:
             found.append(table.c.model == self.model)
         return found
+
+
+def booked_model(pricer: Pricer, *, org_id: str, model_name: str, date_to: date) -> str:
+    """The model a report up to `date_to` filters on for `model_name`: the name the org's
+    events sent as `model_name` were booked under (`gpt-4o-mini-2024-07-18`,
+    `openai/gpt-4o-mini` and ` GPT-4o-mini` are all `gpt-4o-mini`).
+
+    Resolved as on the report's last day (now, if that day has not ended): an alias repointed
+    since (a redeployed Azure deployment) named another model then, and the period's events
+    are booked under that one. One name serves the whole range, so in a range an alias was
+    repointed within, its events from before the change are booked under the model it named
+    then and are not counted.
+    """
+    at = min(datetime.now(UTC), datetime.combine(date_to, time.max, UTC))
+    return pricer.booked_model(org_id=org_id, model_name=model_name, at=at)
 
 
 @gc_paused()  # 10,000 customers build some 100,000 objects, none of them cyclic garbage

@@ -13,7 +13,7 @@ from margindash.api.errors import ApiError, invalid_field, json_response
 from margindash.api.schemas import ERROR_RESPONSES, PnlResponse, line_json, pnl_json
 from margindash.orgs.service import Org
 from margindash.reports.periods import parse_month, this_month
-from margindash.reports.pnl import PnlFilter, get_customer_pnl, get_pnl
+from margindash.reports.pnl import PnlFilter, booked_model, get_customer_pnl, get_pnl
 from margindash.runtime import gc_paused
 
 router = APIRouter(prefix="/v1", tags=["pnl"])
@@ -70,6 +70,12 @@ def pnl(
     model: Annotated[str | None, Query(max_length=255)] = None,
 ) -> Response:
     start, end = resolve_period(caller.org, date_from, date_to, month)
+    # Rollups name a model as events are booked: filter on that name, and say which it is.
+    booked = (
+        None
+        if model is None
+        else booked_model(services.pricer, org_id=caller.org.id, model_name=model, date_to=end)
+    )
     with gc_paused():
         report = get_pnl(
             services.engine,
@@ -77,10 +83,10 @@ def pnl(
             date_from=start,
             date_to=end,
             group_by=group_by,
-            filters=PnlFilter(customer_id, feature, model),
+            filters=PnlFilter(customer_id, feature, booked),
             watch_pct=services.settings.watch_margin_pct,
         )
-        return json_response(pnl_json(report))
+        return json_response(pnl_json(report, model=booked))
 
 
 @router.get(
