@@ -304,6 +304,36 @@ def test_customers_sort_and_search(dashboard: Dashboard) -> None:
     assert keys("sort=nonsense") == ["plexo-loss", "acme-profit"]
 
 
+def test_a_models_search_finds_the_model_a_spelling_is_booked_as(dashboard: Dashboard) -> None:
+    client = dashboard.client
+    month = seed_last_month(client, dashboard.tenant.ingest)
+    mini = {
+        "request_id": "mini",
+        "customer_id": "acme-profit",
+        "model_name": "gpt-4o-mini-2024-07-18",
+        "prompt_tokens": 1000,
+        "completion_tokens": 1000,
+        "timestamp": f"{month}-10T12:00:00Z",
+    }
+    ingested = client.post("/v1/usage", json=mini, headers=dashboard.tenant.ingest)
+    assert ingested.status_code == 200, ingested.text
+    login(client, VIEWER_EMAIL)
+
+    def keys(search: str) -> list[str]:
+        page = client.get("/models", params={"period": "last_month", "q": search}).text
+        return re.findall(r'<tr(?: class="row-negative")? data-key="([^"]+)"', page)
+
+    assert keys("gpt-4o") == ["gpt-4o", "gpt-4o-mini"]  # a search still matches any part
+    assert keys("openai/gpt-4o") == ["gpt-4o"]
+    assert keys("gpt-4o-2024-08-06") == ["gpt-4o"]
+    assert keys(" GPT-4o-mini-2024-07-18") == ["gpt-4o-mini"]
+    assert keys("claude-3-5-haiku-latest") == []
+    exported = client.get(
+        "/models", params={"period": "last_month", "q": "openai/gpt-4o", "export": "models"}
+    ).text
+    assert [r["key"] for r in csv.DictReader(io.StringIO(exported))] == ["gpt-4o"]
+
+
 def test_customer_page_features_and_models(dashboard: Dashboard) -> None:
     client = dashboard.client
     month = seed_last_month(client, dashboard.tenant.ingest)

@@ -61,13 +61,21 @@ class DataTable:
         present.sort(key=lambda row: _sort_key(row[column.key], column), reverse=descending)
         return replace(self, rows=present + missing, sort=column.key, descending=descending)
 
-    def filtered(self, search: str | None, keys: Iterable[str] = ("key",)) -> DataTable:
-        """Rows whose text in `keys` contains `search` (case-insensitive)."""
+    def filtered(
+        self, search: str | None, keys: Iterable[str] = ("key",), *, or_key: str | None = None
+    ) -> DataTable:
+        """Rows whose text in `keys` contains `search` (case-insensitive), and the row keyed
+        `or_key` (what the search names, when a row's key spells it another way)."""
         if not search:
             return self
         needle = search.strip().lower()
         names = tuple(keys)
-        rows = [r for r in self.rows if any(needle in str(r.get(k, "")).lower() for k in names)]
+        rows = [
+            r
+            for r in self.rows
+            if any(needle in str(r.get(k, "")).lower() for k in names)
+            or (or_key is not None and r.get("key") == or_key)
+        ]
         return replace(self, rows=rows)
 
     def to_csv(self) -> str:

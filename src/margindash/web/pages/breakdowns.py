@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 from margindash.api.schemas import line_json
 from margindash.money import format_money
 from margindash.orgs.service import Org
-from margindash.reports.pnl import get_pnl
+from margindash.pricing.service import Pricer
+from margindash.reports.pnl import booked_model, get_pnl
 from margindash.web.pages.pnl_tables import breakdown_table
 from margindash.web.period import Period
 from margindash.web.tables import DataTable
@@ -42,8 +43,13 @@ def build_breakdown(
     search: str | None,
     sort: str | None,
     direction: str | None,
+    pricer: Pricer,
 ) -> BreakdownView:
-    """The period's P&L by `feature` or `model`, most expensive first."""
+    """The period's P&L by `feature` or `model`, most expensive first.
+
+    A search of the models also finds the model its text is booked as, so a provider's
+    spelling (`gpt-4o-mini-2024-07-18`, `openai/gpt-4o-mini`) finds that model's row.
+    """
     title, key_label = DIMENSIONS[dimension]
     report = get_pnl(
         engine,
@@ -53,10 +59,13 @@ def build_breakdown(
         group_by=dimension,
     )
     table = breakdown_table(report, name=f"{dimension}s", title=title, key_label=key_label)
+    booked = None
+    if dimension == "model" and search and search.strip():
+        booked = booked_model(pricer, org_id=org.id, model_name=search, date_to=period.date_to)
     return BreakdownView(
         dimension=dimension,
         title=title,
-        table=table.filtered(search).sorted_by(sort, direction),
+        table=table.filtered(search, or_key=booked).sorted_by(sort, direction),
         totals=line_json(report.totals),
         unallocated_revenue=format_money(report.unallocated_revenue_nanos),
     )

@@ -110,6 +110,7 @@ def _breakdown(
         search=q,
         sort=sort,
         direction=direction,
+        pricer=page.services.pricer,
     )
     return respond(
         request,
