@@ -288,3 +288,25 @@ def test_orgs_never_see_each_other(client: TestClient, tenant: Tenant, engine: E
     assert client.get("/v1/pnl", headers=other.read).json()["totals"]["events"] == 0
     # The same request_id in another org is a different event.
     assert client.post("/v1/usage", json=recent(), headers=other.ingest).json()["accepted"] == 1
+
+
+def test_request_ids_are_taken_exactly_as_sent(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    # An idempotency key with whitespace around it is another key: trimming it answered
+    # `duplicate` for an event that was never stored.
+    ids = ["b1", "b1 ", " b1", "b1\t"]
+    events = [recent(request_id=request_id) for request_id in ids]
+    body = client.post("/v1/usage", json={"events": events}, headers=tenant.ingest).json()
+    assert [(r["request_id"], r["status"]) for r in body["results"]] == [
+        (request_id, "accepted") for request_id in ids
+    ]
+    stored = client.get("/v1/usage/b1%20", headers=tenant.read).json()
+    assert stored["request_id"] == "b1 "
+    assert client.get("/v1/pnl", headers=tenant.read).json()["totals"]["events"] == 4
+    before = db_state(engine)
+    for blank in ("", " ", "\t\n"):
+        response = client.post("/v1/usage", json=recent(request_id=blank), headers=tenant.ingest)
+        assert response.status_code == 422, blank
+        assert [d["field"] for d in response.json()["error"]["details"]] == ["request_id"]
+    assert db_state(engine) == before

@@ -253,3 +253,25 @@ def test_bad_revenue_and_bad_periods(client: TestClient, tenant: Tenant, engine:
     ):
         assert client.get(f"/v1/pnl?{query}", headers=tenant.read).status_code == 422, query
     assert db_state(engine) == before
+
+
+def test_revenue_ids_are_taken_exactly_as_sent(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    entry = {"revenue_id": "inv-1", "customer_id": "c", "amount": "40.00", "month": "2026-03"}
+    body = revenue(client, tenant, [entry, {**entry, "revenue_id": "inv-1 "}])
+    assert [(r["revenue_id"], r["status"]) for r in body["results"]] == [
+        ("inv-1", "accepted"),
+        ("inv-1 ", "accepted"),
+    ]
+    assert revenue(client, tenant, [{**entry, "revenue_id": "inv-1 "}])["duplicates"] == 1
+    before = db_state(engine)
+    for blank in ("", "   "):
+        response = client.post(
+            "/v1/revenue", json={**entry, "revenue_id": blank}, headers=tenant.ingest
+        )
+        assert response.status_code == 422, blank
+        assert response.json()["error"]["details"][0]["field"] == "revenue_id"
+    assert db_state(engine) == before
+    totals = client.get("/v1/pnl?month=2026-03", headers=tenant.read).json()["totals"]
+    assert totals["revenue"] == "80.00"

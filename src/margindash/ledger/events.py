@@ -36,8 +36,22 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 NoNul = AfterValidator(_no_nul)
 Id = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True), NoNul]
+# An idempotency key (`request_id`, `revenue_id`) is taken exactly as sent: "b1 " and "b1" are
+# two ids, and trimming one would answer `duplicate` for an event that was never stored.
+IdempotencyKey = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255, strip_whitespace=False),
+    NoNul,
+    AfterValidator(_not_blank),
+]
 TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS_PER_CALL)]
 CharCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS_PER_CALL * 4)]
 
@@ -47,7 +61,7 @@ class UsageEventIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    request_id: Id
+    request_id: IdempotencyKey
     customer_id: Id | None = None
     model_name: Id
     provider: Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul] | None = None

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, Row, delete, select, update
 
 from margindash.db.engine import upsert
 from margindash.db.tables import fx_rates, revenue_entries
-from margindash.ledger.events import FieldError, Id, InvalidEvent, NoNul
+from margindash.ledger.events import FieldError, Id, IdempotencyKey, InvalidEvent, NoNul
 from margindash.ledger.ingest import EventResult, IngestReport
 from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
 from margindash.ledger.writer import run_transaction
@@ -59,7 +59,7 @@ class RevenueIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    revenue_id: Id
+    revenue_id: IdempotencyKey
     customer_id: Id
     amount: Annotated[str, StringConstraints(max_length=40)] | None = None
     amount_cents: Annotated[int, Field(strict=True, ge=-(10**14), le=10**14)] | None = None
