@@ -198,6 +198,8 @@ BAD_EVENTS = [
     ({"metadata": {"deep": {"nested": "x"}}}, "metadata.deep"),
     ({"metadata": {"k": "v" * 2100}}, "metadata.k"),
     ({"customer_id": None}, "customer_id"),
+    ({"request_id": None}, "request_id"),
+    ({"prompt_tokens": None}, "prompt_tokens"),  # required in strict mode, null or not
 ]
 
 
@@ -310,3 +312,35 @@ def test_request_ids_are_taken_exactly_as_sent(
         assert response.status_code == 422, blank
         assert [d["field"] for d in response.json()["error"]["details"]] == ["request_id"]
     assert db_state(engine) == before
+
+
+OPTIONAL_FIELDS = (
+    "provider",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "timestamp",
+    "feature",
+    "revenue_amount_cents",
+    "prompt_chars",
+    "completion_chars",
+    "metadata",
+)
+
+
+def test_null_optional_fields_mean_the_default(client: TestClient, tenant: Tenant) -> None:
+    # JSON encoders write `null` for unset values: it means what leaving the field out means.
+    sent = recent(request_id="with-nulls", **dict.fromkeys(OPTIONAL_FIELDS))
+    omitted = {k: v for k, v in recent(request_id="omitted").items() if k not in OPTIONAL_FIELDS}
+    for event in (sent, omitted):
+        response = client.post("/v1/usage", json=event, headers=tenant.ingest)
+        assert response.status_code == 200, response.text
+        assert response.json()["results"][0]["cost_usd"] == "0.000066"
+    with_nulls = client.get("/v1/usage/with-nulls", headers=tenant.read).json()
+    without = client.get("/v1/usage/omitted", headers=tenant.read).json()
+    for stored in (with_nulls, without):
+        assert stored["feature"] == "default"
+        assert (stored["cached_tokens"], stored["cache_write_tokens"]) == (0, 0)
+        assert stored["reasoning_tokens"] == 0 and stored["metadata"] == {}
+        assert stored["revenue_amount_cents"] is None
+    assert with_nulls["timestamp"][:13] == with_nulls["received_at"][:13]  # time of receipt

@@ -275,3 +275,9 @@ def test_revenue_ids_are_taken_exactly_as_sent(
     assert db_state(engine) == before
     totals = client.get("/v1/pnl?month=2026-03", headers=tenant.read).json()["totals"]
     assert totals["revenue"] == "80.00"
+
+
+def test_null_currency_means_usd(client: TestClient, tenant: Tenant) -> None:
+    entry = {"revenue_id": "n-1", "customer_id": "c", "amount": "12.00", "month": "2026-03"}
+    body = revenue(client, tenant, [{**entry, "currency": None, "description": None}])
+    assert body["accepted"] == 1 and body["results"][0]["amount_usd"] == "12.00"

@@ -65,13 +65,14 @@ class UsageEventIn(BaseModel):
     customer_id: Id | None = None
     model_name: Id
     provider: Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul] | None = None
+    # An optional field sent as `null` means what leaving it out means (its default).
     prompt_tokens: TokenCount | None = None
     completion_tokens: TokenCount | None = None
-    cached_tokens: TokenCount = 0
-    cache_write_tokens: TokenCount = 0
-    reasoning_tokens: TokenCount = 0
+    cached_tokens: TokenCount | None = 0
+    cache_write_tokens: TokenCount | None = 0
+    reasoning_tokens: TokenCount | None = 0
     timestamp: datetime | None = None
-    feature: Id = DEFAULT_FEATURE
+    feature: Id | None = DEFAULT_FEATURE
     revenue_amount_cents: (
         Annotated[int, Field(strict=True, ge=0, le=MAX_EVENT_REVENUE_CENTS)] | None
     ) = None
@@ -157,7 +158,7 @@ def check_event(raw: Any, *, rules: EventRules, now: datetime) -> CheckedEvent:
     return CheckedEvent(
         event.request_id,
         customer_id,
-        event.feature,
+        DEFAULT_FEATURE if event.feature is None else event.feature,
         event.model_name,
         event.provider,
         tokens,
@@ -191,9 +192,9 @@ def _tokens(
         )
         estimated = prompt_estimated or completion_estimated
     cached, cache_write, reasoning = (
-        event.cached_tokens,
-        event.cache_write_tokens,
-        event.reasoning_tokens,
+        event.cached_tokens or 0,
+        event.cache_write_tokens or 0,
+        event.reasoning_tokens or 0,
     )
     if cached + cache_write > prompt:
         errors.append(

@@ -54,6 +54,9 @@ MIN_FX_RATE, MAX_FX_RATE = Decimal("1e-9"), Decimal("1e9")
 FX_RATE_DIGITS = 18
 
 
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
+
+
 class RevenueIn(BaseModel):
     """One revenue entry as sent to `POST /v1/revenue`."""
 
@@ -63,7 +66,8 @@ class RevenueIn(BaseModel):
     customer_id: Id
     amount: Annotated[str, StringConstraints(max_length=40)] | None = None
     amount_cents: Annotated[int, Field(strict=True, ge=-(10**14), le=10**14)] | None = None
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")] = "usd"
+    # `null` means the default, as leaving it out does.
+    currency: Currency | None = REPORTING_CURRENCY
     month: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}$")] | None = None
     period_start: date | None = None
     period_end: date | None = None
@@ -107,7 +111,7 @@ def check_revenue(raw: Any, *, org: Org, rates: dict[str, Decimal]) -> CheckedRe
             ]
         ) from None
     errors: list[FieldError] = []
-    currency = entry.currency.lower()
+    currency = (entry.currency or REPORTING_CURRENCY).lower()
     minor = _amount_minor(entry, currency, errors)
     period = _period(entry, errors)
     rate = Decimal(1) if currency == org.currency else rates.get(currency)
