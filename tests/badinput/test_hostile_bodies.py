@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -193,10 +194,22 @@ def test_ten_megabytes_without_content_length_are_413(
             yield b"x" * (1024 * 1024)
         yield b'"]}'
 
-    for path in ("/v1/usage", "/v1/revenue", "/v1/pricing/aliases"):
-        response = api.post(path, content=chunks(), headers={**tenant.admin, **JSON})
-        assert response.status_code == 413, path
+    # Checked before the key, as an announced Content-Length is: the same answer either way.
+    for headers in (tenant.admin, {}, {"Authorization": "Bearer md_admin_not-a-real-key"}):
+        for path in ("/v1/usage", "/v1/revenue", "/v1/pricing/aliases", "/v1/budgets"):
+            response = api.post(path, content=chunks(), headers={**headers, **JSON})
+            assert response.status_code == 413, (path, headers)
+            assert response.json()["error"]["code"] == "payload_too_large"
     assert db_state(engine) == before
+
+    def small() -> Iterator[bytes]:  # chunked, but within the limit: read and used as sent
+        yield b'{"request_id": "chunked", '
+        yield orjson.dumps(recent())[1:].replace(b'"request_id":"req_abc123",', b"")
+
+    assert api.post("/v1/usage", content=small(), headers=JSON).status_code == 401
+    response = api.post("/v1/usage", content=small(), headers={**tenant.ingest, **JSON})
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["request_id"] == "chunked"
 
 
 def nested(depth: int) -> bytes:

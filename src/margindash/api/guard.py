@@ -1,14 +1,17 @@
 """Checks on every request before routing, for what no operation accepts.
 
 - A body over `MARGINDASH_MAX_BODY_BYTES` → 413, whether `Content-Length` announces it or a
-  chunked body reaches it. Operations with a declared body model would otherwise read and
-  parse any size, before the API key is even checked.
+  chunked body reaches it, and before the API key is checked either way. A body without a
+  `Content-Length` is read here, counting bytes and refusing past the limit, so its size is
+  known as early as an announced one. Operations with a declared body model would otherwise
+  read and parse any size, before the API key is even checked.
 - A NUL character in the URL path or query → 422: PostgreSQL text cannot hold one, so no
   stored id can contain it, and a query with it would fail in the database.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
@@ -17,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from margindash.api.errors import error_body, json_response
 
 _NUL = "\x00"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class RequestGuard:
@@ -39,11 +43,50 @@ class RequestGuard:
             return
         limit: int = scope["app"].state.services.settings.max_body_bytes
         declared = _content_length(scope)
+        if declared is None and scope["method"] in _BODY_METHODS:
+            received = await _read_up_to(receive, limit)
+            if received is None:
+                await _refuse_too_large(limit, scope, receive, send)
+                return
+            await self.app(scope, _replay(received, receive), send)
+            return
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            body = error_body("payload_too_large", _too_large(limit))
-            await json_response(body, 413)(scope, receive, send)
+            await _refuse_too_large(limit, scope, receive, send)
             return
         await self.app(scope, _limited(receive, limit), send)
+
+
+async def _refuse_too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    body = error_body("payload_too_large", _too_large(limit))
+    await json_response(body, 413)(scope, receive, send)
+
+
+async def _read_up_to(receive: Receive, limit: int) -> list[Message] | None:
+    """A body of unannounced size (chunked), read whole: one message to hand on, or the ones
+    up to the client's disconnect; None once it passes `limit` bytes (nothing more is read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client hung up: the app sees it too
+            return [{"type": "http.request", "body": b"".join(chunks), "more_body": True}, message]
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """`receive` that first hands out `messages`, then defers to the server's."""
+    pending = deque(messages)
+
+    async def replayed() -> Message:
+        return pending.popleft() if pending else await receive()
+
+    return replayed
 
 
 def _content_length(scope: Scope) -> bytes | None:
