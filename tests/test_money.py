@@ -1,11 +1,14 @@
-"""Report amounts: integer formatting agrees with Decimal's half-even rounding to the cent."""
+"""Report amounts: integer formatting agrees with Decimal's half-even rounding to the cent; numbers
+given as text are read the plain way only."""
 
 from __future__ import annotations
 
 import random
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
-from margindash.money import NANOS_PER_CENT, format_money, margin_pct
+import pytest
+
+from margindash.money import NANOS_PER_CENT, format_money, margin_pct, parse_decimal
 
 _HALF_CENT = NANOS_PER_CENT // 2
 
@@ -43,3 +46,19 @@ def test_margin_pct_needs_positive_revenue() -> None:
     # A refund-only customer: no sales to take a margin of (not +100%).
     assert margin_pct(-10 * dollar, 0) is None
     assert margin_pct(-10 * dollar, dollar) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("233.25", "233.25"), ("-1", "-1"), (" 10 ", "10"), ("1e-6", "0.000001"), (".5", "0.5")],
+)
+def test_plain_decimal_text_is_read(text: str, value: str) -> None:
+    assert parse_decimal(text) == Decimal(value)
+
+
+@pytest.mark.parametrize(
+    "text", ["1_000", "NaN", "-Infinity", "sNaN", "\u0661\u0662", "0x10", "", "1,000", "1 000"]
+)
+def test_what_only_python_reads_as_a_number_is_refused(text: str) -> None:
+    with pytest.raises(InvalidOperation):
+        parse_decimal(text)

@@ -6,7 +6,8 @@ exact in a 64-bit integer up to about $9.2 billion.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+import re
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 NANOS_PER_UNIT = 1_000_000_000
 NANOS_PER_CENT = NANOS_PER_UNIT // 100
@@ -15,6 +16,33 @@ _NANO = Decimal("1e-9")
 _CENT = Decimal("0.01")
 # "00" to "99": a lookup costs half of formatting with `:02d`, and a report formats 30,000 amounts.
 _CENTS = tuple(f"{cents:02d}" for cents in range(100))
+
+
+# A number as JSON and people write one: ASCII digits, an optional sign, point and exponent.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def parse_decimal(text: str) -> Decimal:
+    """A number given as text (`"233.25"`, `"-1"`, `"1e-6"`; whitespace around it is ignored).
+
+    Raises InvalidOperation for anything else, including what `Decimal()` itself would take but
+    no client means as a number: `"1_000"`, `"NaN"`, `"Infinity"`, non-ASCII digits.
+    """
+    stripped = text.strip()
+    if _DECIMAL_TEXT.fullmatch(stripped) is None:
+        raise InvalidOperation(f"not a plain decimal number: {text!r}")
+    return Decimal(stripped)
+
+
+def plain_number(value: object) -> object:
+    """A pydantic `BeforeValidator`: a number sent as text must be written as `parse_decimal`
+    reads it (pydantic's own parsing takes `"1_000"`); other values pass through."""
+    if isinstance(value, str):
+        try:
+            parse_decimal(value)
+        except InvalidOperation:
+            raise ValueError("must be a number such as 12.5") from None
+    return value
 
 
 def to_nanos(amount: Decimal) -> int:

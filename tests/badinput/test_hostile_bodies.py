@@ -331,3 +331,55 @@ def test_nul_in_any_string_of_any_body_is_never_a_server_error(
             if response.status_code >= 500:
                 wrong.append(f"{method} {path} {field}: {response.status_code}")
     assert wrong == []
+
+
+# What Python's `int()`/`Decimal()` read but no JSON client means: "1_000" is not 1000.
+PYTHON_LITERALS = [
+    ("POST", "/v1/usage", recent(prompt_tokens="1_000"), "prompt_tokens"),
+    ("POST", "/v1/usage", recent(revenue_amount_cents="1_000"), "revenue_amount_cents"),
+    ("POST", "/v1/revenue", revenue(amount="1_000"), "amount"),
+    ("POST", "/v1/revenue", revenue(amount="\u0661\u0662"), "amount"),  # Arabic-Indic 12
+    ("POST", "/v1/revenue", revenue(amount=None, amount_cents="1000"), "amount_cents"),
+    ("POST", "/v1/fx-rates", {"currency": "eur", "rate": "1_0"}, "rate"),
+    (
+        "POST",
+        "/v1/pricing/overrides",
+        {"model": "acme-llama", "input_per_mtok": "0_20", "output_per_mtok": "0.60"},
+        "input_per_mtok",
+    ),
+    (
+        "POST",
+        "/v1/pricing/overrides",
+        {"provider": "openai", "discount_pct": "1_0"},
+        "discount_pct",
+    ),
+    (
+        "POST",
+        "/v1/budgets",
+        {"name": "b", "scope": {"type": "org"}, "period": "month", "limit_usd": "1_000"},
+        "limit_usd",
+    ),
+    ("PATCH", "/v1/monitors/customer_low_margin", {"min_volume_usd": "1_000"}, "min_volume_usd"),
+    ("POST", "/v1/simulate", {"limit": "10"}, "limit"),
+    ("POST", "/v1/simulate", {"min_quality": "5_0"}, "min_quality"),
+    ("POST", "/v1/simulate", {"hourly_rate": "1_00"}, "hourly_rate"),
+    ("POST", "/v1/simulate", {"token_ratios": {"gpt": {"input": "1_0"}}}, "token_ratios.gpt.input"),
+]
+
+
+def test_numbers_in_python_literal_syntax_are_422(
+    api: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    before = db_state(engine)
+    wrong = []
+    for method, path, body, field in PYTHON_LITERALS:
+        response = api.request(method, path, json=body, headers=tenant.admin)
+        if response.status_code != 422 or field not in fields(response):
+            wrong.append(f"{path} {field}: {response.status_code} {response.text[:200]}")
+    assert wrong == []
+    assert db_state(engine) == before
+    # Plain numbers as text are still read: the dashboard's forms send what was typed.
+    accepted = api.post("/v1/revenue", json=revenue(amount=" 1e2 "), headers=tenant.ingest)
+    assert accepted.json()["results"][0]["amount_usd"] == "100.00"
+    simulate = {"min_quality": "50", "hourly_rate": "100", "limit": 5}
+    assert api.post("/v1/simulate", json=simulate, headers=tenant.read).status_code == 200

@@ -25,7 +25,7 @@ from margindash.config import Settings
 from margindash.db.engine import upsert
 from margindash.db.tables import monitor_settings
 from margindash.ledger.events import FieldError
-from margindash.money import NANOS_PER_UNIT, to_nanos
+from margindash.money import NANOS_PER_UNIT, parse_decimal, to_nanos
 from margindash.orgs.service import Org
 
 MAX_LOOKBACK = 8
@@ -280,7 +280,7 @@ def _number(value: Any, *, strings: bool = False) -> Decimal | None:
     if isinstance(value, str) and not strings:
         return None
     try:
-        number = Decimal(str(value).strip())
+        number = parse_decimal(str(value))
     except InvalidOperation:
         return None
     return number if number.is_finite() else None

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from margindash.ledger.events import FieldError
-from margindash.money import scaled_exactly
+from margindash.money import parse_decimal, scaled_exactly
 from margindash.reports.pnl import PnlFilter
 
 SCOPE_TYPES = ("org", "feature", "customer", "model", "customer_feature")
@@ -313,7 +313,7 @@ def _decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         return None
     try:
-        number = Decimal(str(value).strip())
+        number = parse_decimal(str(value))
     except InvalidOperation:
         return None
     return number if number.is_finite() else None

@@ -18,7 +18,7 @@ from margindash.ledger.events import FieldError, Id, IdempotencyKey, InvalidEven
 from margindash.ledger.ingest import EventResult, IngestReport
 from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
 from margindash.ledger.writer import run_transaction
-from margindash.money import NANOS_PER_UNIT, split_evenly, to_nanos
+from margindash.money import NANOS_PER_UNIT, parse_decimal, split_evenly, to_nanos
 from margindash.orgs.service import REPORTING_CURRENCY, Org
 
 # ISO 4217 currencies whose minor unit is not 1/100 (Stripe's list of zero-decimal ones).
@@ -151,7 +151,7 @@ def _amount_minor(entry: RevenueIn, currency: str, errors: list[FieldError]) -> 
         return entry.amount_cents
     assert entry.amount is not None
     try:
-        amount = Decimal(entry.amount)
+        amount = parse_decimal(entry.amount)
     except InvalidOperation:
         errors.append(FieldError("amount", 'must be a decimal string such as "233.25"'))
         return None
@@ -210,7 +210,7 @@ def load_fx_rates(engine: Engine, org_id: str) -> dict[str, Decimal]:
 def set_fx_rate(engine: Engine, *, org_id: str, currency: str, rate: str | Decimal) -> Decimal:
     """Set how many units of the reporting currency one unit of `currency` is worth."""
     try:
-        value = Decimal(str(rate))
+        value = parse_decimal(str(rate))
     except InvalidOperation as exc:
         raise ValueError("rate: not a decimal number") from exc
     if not value.is_finite() or value <= 0:

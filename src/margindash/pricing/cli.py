@@ -26,7 +26,7 @@ from margindash.ledger.repricing import (
     reprice_events,
     reprice_unpriced,
 )
-from margindash.money import format_cost
+from margindash.money import format_cost, parse_decimal
 from margindash.orgs.service import Org, find_org
 from margindash.pricing.audit import DEFAULT_THRESHOLD_PCT, audit_catalogue
 from margindash.pricing.catalogue import TokenCounts
@@ -485,7 +485,7 @@ def aliases_delete(
 
 def _decimal_option(value: str, option: str) -> str:
     try:
-        Decimal(value)
+        parse_decimal(value)
     except InvalidOperation:
         raise _fail(f"{option}: not a number: {value!r}") from None
     return value

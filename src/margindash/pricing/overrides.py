@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, select, update
 
 from margindash.db.tables import model_aliases, price_overrides
-from margindash.money import scaled_exactly
+from margindash.money import parse_decimal, scaled_exactly
 from margindash.pricing.catalogue import CompiledPrice, TokenCounts, picos_to_nanos
 from margindash.pricing.normalise import canonical_name, provider_id
 
@@ -134,7 +134,7 @@ def parse_price_per_mtok(value: str | Decimal | None, field_name: str) -> int | 
     if value is None:
         return None
     try:
-        amount = Decimal(str(value))
+        amount = parse_decimal(str(value))
     except InvalidOperation as exc:
         raise ValueError(f"{field_name}: not a decimal number") from exc
     if not amount.is_finite() or amount < 0:
@@ -372,7 +372,7 @@ def delete_override(engine: Engine, *, org_id: str, override_id: int) -> bool:
 
 def _discount_bp(discount_pct: str | Decimal) -> int:
     try:
-        pct = Decimal(str(discount_pct))
+        pct = parse_decimal(str(discount_pct))
     except InvalidOperation:
         raise ValueError("discount_pct: not a decimal number") from None
     basis_points = scaled_exactly(pct, 2) if pct.is_finite() and 0 < pct <= 100 else None

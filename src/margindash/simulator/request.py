@@ -7,18 +7,31 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from margindash.config import Settings
 from margindash.ledger.events import NoNul
+from margindash.money import plain_number
 from margindash.simulator.quality import validate_weights
 from margindash.simulator.simulation import SimulationOptions
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), NoNul]
 Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoNul]
 Capability = Literal["function_calling", "tools", "vision", "prompt_caching", "reasoning"]
-Ratio = Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]
-Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Numbers may come as text (the dashboard's form sends what was typed), but written plainly:
+# pydantic alone would read "1_000" as 1000.
+PlainNumber = BeforeValidator(plain_number)
+Ratio = Annotated[float, Field(gt=0, le=10, allow_inf_nan=False), PlainNumber]
+Weight = Annotated[float, Field(ge=0, allow_inf_nan=False), PlainNumber]
+Pct = Annotated[float, PlainNumber]
+Amount = Annotated[Decimal, PlainNumber]
 
 
 class SimulateIn(BaseModel):
@@ -34,8 +47,8 @@ class SimulateIn(BaseModel):
     candidates: list[Name] | None = Field(
         None, min_length=1, max_length=500, description="model names; default: scored models"
     )
-    min_quality: float | None = Field(None, ge=0, le=100)
-    max_quality_drop_pct: float | None = Field(
+    min_quality: Pct | None = Field(None, ge=0, le=100)
+    max_quality_drop_pct: Pct | None = Field(
         None, ge=0, le=100, description="default 5 unless min_quality is given"
     )
     allowed_providers: list[Short] | None = Field(None, min_length=1, max_length=100)
@@ -46,12 +59,12 @@ class SimulateIn(BaseModel):
         max_length=50,
         description="tokens a model family spends for the same work, relative to the others",
     )
-    token_band_pct: float | None = Field(None, ge=0, lt=100)
-    migration_hours: Decimal | None = Field(
+    token_band_pct: Pct | None = Field(None, ge=0, lt=100)
+    migration_hours: Amount | None = Field(
         None, ge=0, le=100_000, allow_inf_nan=False, description="per swapped feature"
     )
-    hourly_rate: Decimal | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
-    limit: int = Field(10, ge=1, le=500, description="candidates listed per row")
+    hourly_rate: Amount | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
+    limit: int = Field(10, ge=1, le=500, strict=True, description="candidates listed per row")
 
     @field_validator("weights")
     @classmethod

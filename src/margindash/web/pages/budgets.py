@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from typing import Any
 
 from sqlalchemy import Engine
@@ -15,6 +15,7 @@ from margindash.budgets.alerts import list_alerts
 from margindash.budgets.service import list_budgets
 from margindash.budgets.spec import ACTIONS, PERIODS, SCOPE_TYPES
 from margindash.budgets.status import budget_statuses
+from margindash.money import parse_decimal
 from margindash.orgs.service import Org
 from margindash.web.tables import Column, DataTable
 
@@ -82,7 +83,7 @@ class BudgetForm:
 def _number(text: str) -> Any:
     """A threshold typed as text, as the JSON number the API expects (text if not a number)."""
     try:
-        value = Decimal(text.strip().rstrip("%"))
+        value = parse_decimal(text.strip().rstrip("%"))
     except InvalidOperation:
         return text.strip()
     return int(value) if value == value.to_integral_value() else float(value)
