@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -281,3 +282,32 @@ def test_null_currency_means_usd(client: TestClient, tenant: Tenant) -> None:
     entry = {"revenue_id": "n-1", "customer_id": "c", "amount": "12.00", "month": "2026-03"}
     body = revenue(client, tenant, [{**entry, "currency": None, "description": None}])
     assert body["accepted"] == 1 and body["results"][0]["amount_usd"] == "12.00"
+
+
+def test_revenue_for_days_the_pnl_cannot_report_is_refused(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    today = date.today()
+    far = today + timedelta(days=800)  # past the two years a period may start ahead
+    near = today + timedelta(days=700)
+    base = {"revenue_id": "r", "customer_id": "c", "amount": "10.00"}
+    before = db_state(engine)
+    cases = [
+        ({"month": "9999-12"}, "month"),
+        ({"month": "1969-12"}, "month"),
+        ({"month": "0001-01"}, "month"),
+        ({"month": f"{far:%Y-%m}"}, "month"),
+        ({"period_start": "0001-01-01", "period_end": "0001-01-31"}, "period_start"),
+        ({"period_start": "9999-01-01", "period_end": "9999-12-31"}, "period_start"),
+        ({"period_start": far.isoformat(), "period_end": far.isoformat()}, "period_start"),
+    ]
+    for period, field in cases:
+        response = client.post("/v1/revenue", json={**base, **period}, headers=tenant.ingest)
+        assert response.status_code == 422, period
+        assert response.json()["error"]["details"][0]["field"] == field, period
+    assert db_state(engine) == before
+    # A contract that starts within two years is fine, and shows in that month's P&L.
+    ahead = {**base, "revenue_id": "ahead", "month": f"{near:%Y-%m}"}
+    assert revenue(client, tenant, [ahead])["accepted"] == 1
+    totals = client.get(f"/v1/pnl?month={near:%Y-%m}", headers=tenant.read).json()["totals"]
+    assert totals["revenue"] == "10.00"

@@ -27,6 +27,7 @@ from margindash.orgs.service import Org
 from margindash.pricing.catalogue import TokenCounts, picos_to_nanos
 from margindash.pricing.overrides import Discount
 from margindash.pricing.service import PricePlan, Pricer, Quote
+from margindash.reports.periods import EARLIEST_DAY, LATEST_DAY
 
 _BATCH = 10_000  # per transaction: ~0.2 s of the SQLite write lock at full speed
 # Rows are read and updated as plain SQL through the driver's cursor: at tens of thousands of
@@ -35,9 +36,6 @@ _COLUMNS = (
     "id, customer_id, model_name, model, provider, occurred_at, prompt_tokens, "
     "completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_nanos"
 )
-
-
-EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 
 
 @dataclass(frozen=True, slots=True)

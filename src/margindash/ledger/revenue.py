@@ -20,6 +20,7 @@ from margindash.ledger.rollups import Measures, RollupDeltas, RollupKey
 from margindash.ledger.writer import run_transaction
 from margindash.money import NANOS_PER_UNIT, parse_decimal, split_evenly, to_nanos
 from margindash.orgs.service import REPORTING_CURRENCY, Org
+from margindash.reports.periods import EARLIEST_DAY, LATEST_DAY
 
 # ISO 4217 currencies whose minor unit is not 1/100 (Stripe's list of zero-decimal ones).
 ZERO_DECIMAL = frozenset(
@@ -44,6 +45,9 @@ ZERO_DECIMAL = frozenset(
 )
 THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 MAX_PERIOD_DAYS = 731
+# A period may start up to this far ahead (a contract signed now that begins next year); later is
+# almost surely a typo ("2062-03"), and would sit unseen in reports for decades.
+MAX_DAYS_AHEAD = MAX_PERIOD_DAYS
 MAX_AMOUNT = Decimal(10) ** 12
 # One entry books at most 10^9 reporting-currency units, so rollups that sum several entries
 # stay exact in 64-bit nano-units (money.py).
@@ -97,8 +101,9 @@ def minor_unit_exponent(currency: str) -> int:
     return 3 if code in THREE_DECIMAL else 2
 
 
-def check_revenue(raw: Any, *, org: Org, rates: dict[str, Decimal]) -> CheckedRevenue:
-    """Validate one revenue entry; raises InvalidEvent naming every bad field."""
+def check_revenue(raw: Any, *, org: Org, rates: dict[str, Decimal], today: date) -> CheckedRevenue:
+    """Validate one revenue entry (`today` in the org's time zone); raises InvalidEvent naming
+    every bad field."""
     if not isinstance(raw, dict):
         raise InvalidEvent([FieldError("body", "each revenue entry must be a JSON object")])
     try:
@@ -113,7 +118,7 @@ def check_revenue(raw: Any, *, org: Org, rates: dict[str, Decimal]) -> CheckedRe
     errors: list[FieldError] = []
     currency = (entry.currency or REPORTING_CURRENCY).lower()
     minor = _amount_minor(entry, currency, errors)
-    period = _period(entry, errors)
+    period = _period(entry, errors, today)
     rate = Decimal(1) if currency == org.currency else rates.get(currency)
     if rate is None:
         errors.append(
@@ -166,16 +171,38 @@ def _amount_minor(entry: RevenueIn, currency: str, errors: list[FieldError]) -> 
     return int(minor)
 
 
-def _period(entry: RevenueIn, errors: list[FieldError]) -> tuple[date, date] | None:
-    if entry.month is not None:
-        if entry.period_start or entry.period_end:
-            errors.append(FieldError("month", "send month or period_start/period_end, not both"))
-            return None
-        year, month = (int(p) for p in entry.month.split("-"))
-        if not 1 <= month <= 12 or year < 1970:
-            errors.append(FieldError("month", "not a valid YYYY-MM month"))
-            return None
-        return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+def _period(entry: RevenueIn, errors: list[FieldError], today: date) -> tuple[date, date] | None:
+    period = _month(entry, errors) if entry.month is not None else _days(entry, errors)
+    if period is None:
+        return None
+    # Only days the P&L can report, and not so far ahead that a typo would go unseen.
+    start, end = period
+    by_month = entry.month is not None
+    if start < EARLIEST_DAY or end > LATEST_DAY:
+        outside_start = not EARLIEST_DAY <= start <= LATEST_DAY
+        field = "month" if by_month else ("period_start" if outside_start else "period_end")
+        errors.append(FieldError(field, f"outside {EARLIEST_DAY} to {LATEST_DAY}"))
+        return None
+    if (start - today).days > MAX_DAYS_AHEAD:
+        field = "month" if by_month else "period_start"
+        errors.append(FieldError(field, f"starts more than {MAX_DAYS_AHEAD} days after today"))
+        return None
+    return period
+
+
+def _month(entry: RevenueIn, errors: list[FieldError]) -> tuple[date, date] | None:
+    assert entry.month is not None
+    if entry.period_start or entry.period_end:
+        errors.append(FieldError("month", "send month or period_start/period_end, not both"))
+        return None
+    year, month = (int(p) for p in entry.month.split("-"))
+    if not 1 <= month <= 12 or year < 1:
+        errors.append(FieldError("month", "not a valid YYYY-MM month"))
+        return None
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def _days(entry: RevenueIn, errors: list[FieldError]) -> tuple[date, date] | None:
     if entry.period_start is None or entry.period_end is None:
         errors.append(FieldError("period_start", "send month, or period_start and period_end"))
         return None
@@ -243,11 +270,12 @@ def record_revenue(
 ) -> IngestReport:
     """Store revenue entries once per revenue_id and book them in the rollups."""
     rates = load_fx_rates(engine, org.id)
+    today = datetime.now(org.zone).date()
     results: list[EventResult] = []
     checked: list[tuple[int, CheckedRevenue]] = []
     for raw in raw_entries:
         try:
-            entry = check_revenue(raw, org=org, rates=rates)
+            entry = check_revenue(raw, org=org, rates=rates, today=today)
         except InvalidEvent as exc:
             ident = raw.get("revenue_id") if isinstance(raw, dict) else None
             results.append(

@@ -6,6 +6,10 @@ import calendar
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+# The days reports cover: they look back two years (streaks) and a day ahead, and both must stay
+# inside `date`'s range. Data dated outside is refused where it comes in.
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9998, 12, 31)
+
 
 def month_bounds(year: int, month: int) -> tuple[date, date]:
     """First and last day of a month."""

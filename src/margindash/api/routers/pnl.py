@@ -12,7 +12,7 @@ from margindash.api.deps import ReadCaller, ServicesDep
 from margindash.api.errors import ApiError, invalid_field, json_response
 from margindash.api.schemas import ERROR_RESPONSES, PnlResponse, line_json, pnl_json
 from margindash.orgs.service import Org
-from margindash.reports.periods import parse_month, this_month
+from margindash.reports.periods import EARLIEST_DAY, LATEST_DAY, parse_month, this_month
 from margindash.reports.pnl import PnlFilter, booked_model, get_customer_pnl, get_pnl
 from margindash.runtime import gc_paused
 
@@ -20,8 +20,6 @@ router = APIRouter(prefix="/v1", tags=["pnl"])
 
 GroupBy = Literal["customer", "feature", "model", "day", "month"]
 _MAX_RANGE_DAYS = 3660
-# Reports look back two years (streaks) and a day ahead: keep both inside `date`'s range.
-_EARLIEST, _LATEST = date(1970, 1, 1), date(9998, 12, 31)
 
 
 def resolve_period(
@@ -35,8 +33,8 @@ def resolve_period(
             first, last = parse_month(month)
         except ValueError as exc:
             raise invalid_field("month", str(exc)) from None
-        if first < _EARLIEST or last > _LATEST:
-            raise invalid_field("month", f"outside {_EARLIEST:%Y-%m} to {_LATEST:%Y-%m}")
+        if first < EARLIEST_DAY or last > LATEST_DAY:
+            raise invalid_field("month", f"outside {EARLIEST_DAY:%Y-%m} to {LATEST_DAY:%Y-%m}")
         return first, last
     if date_from is None and date_to is None:
         return this_month(org.zone)
@@ -45,8 +43,8 @@ def resolve_period(
     if date_to < date_from:
         raise invalid_field("to", "is before from")
     for field, day in (("from", date_from), ("to", date_to)):
-        if not _EARLIEST <= day <= _LATEST:
-            raise invalid_field(field, f"outside {_EARLIEST} to {_LATEST}")
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise invalid_field(field, f"outside {EARLIEST_DAY} to {LATEST_DAY}")
     if (date_to - date_from).days > _MAX_RANGE_DAYS:
         raise invalid_field("to", f"range longer than {_MAX_RANGE_DAYS} days")
     return date_from, date_to
