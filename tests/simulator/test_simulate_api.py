@@ -352,3 +352,48 @@ def test_the_same_model_on_another_host_has_identical_tokens_and_no_range(
     same = only_row(body)["candidates"][0]
     assert same["token_basis"] == "same_model"
     assert same["simulated_cost"] == same["simulated_cost_low"] == same["simulated_cost_high"]
+
+
+@pytest.mark.usefixtures("usage")
+def test_an_unpriced_model_has_an_unknown_cost_never_zero(
+    client: TestClient, tenant: Tenant
+) -> None:
+    from rich.console import Console
+
+    from margindash.simulator.cli import _print_simulation
+
+    unknown = [
+        event(f"u{i}", "plexo-health", 1_000, 100, model_name="acme-llama-70b") for i in range(2)
+    ]
+    body = client.post("/v1/usage", json={"events": unknown}, headers=tenant.ingest).json()
+    assert body["accepted"] == 2 and body["results"][0]["priced"] is False
+    result = simulate(client, tenant, candidates=["gpt-4o-mini"], max_quality_drop_pct=50)
+    priced, unpriced = result["rows"]  # the one with a known cost ranks first
+    assert (priced["model"], priced["cost"]) == ("gpt-4o", "0.14")
+    assert (unpriced["model"], unpriced["events"], unpriced["unpriced_events"]) == (
+        "acme-llama-70b",
+        2,
+        2,
+    )
+    for name in ("cost", "simulated_cost", "savings", "savings_low", "savings_high"):
+        assert unpriced[name] is None, name
+    assert unpriced["savings_pct"] is None and unpriced["best_candidate"] is None
+    assert "unpriced" in unpriced["note"]
+    # What a candidate would cost is known; what it saves against an unknown cost is not.
+    (candidate,) = unpriced["candidates"]
+    assert candidate["simulated_cost"] == "0.00042"  # 2,000 x $0.15/M + 200 x $0.60/M
+    assert candidate["savings"] is None and candidate["savings_pct"] is None
+    totals = result["totals"]
+    assert (totals["events"], totals["unpriced_events"]) == (5, 2)
+    assert (totals["cost"], totals["simulated_cost"], totals["savings"]) == (
+        "0.14",
+        "0.0084",
+        "0.1316",
+    )
+    # The command line shows it as unpriced, not as $0.
+    console = Console(record=True, width=240, color_system=None)
+    _print_simulation(console, result)
+    text = console.export_text()
+    line = next(row for row in text.splitlines() if "acme-llama-70b" in row)
+    assert "unpriced" in line and "$0.00" not in line
+    assert "2 events of unpriced models are not in these costs" in text

@@ -256,3 +256,27 @@ def test_stripe_webhook_url_and_secret_status(dashboard: Dashboard) -> None:
     assert "<code>whsec_…1234</code>" in saved.text and "whsec_abcdefgh1234" not in saved.text
     api = client.get("/v1/stripe/settings", headers=dashboard.tenant.admin).json()
     assert api["webhook_secrets"] == ["whsec_…1234"]
+
+
+def test_the_simulator_shows_an_unpriced_model_as_unpriced(dashboard: Dashboard) -> None:
+    client = dashboard.client
+    month = seed_last_month(client, dashboard.tenant.ingest)
+    event = {
+        "request_id": "llama-1",
+        "customer_id": "acme-profit",
+        "feature": "summarize",
+        "model_name": "acme-llama-70b",
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        "timestamp": f"{month}-10T12:00:00Z",
+    }
+    assert client.post("/v1/usage", json=event, headers=dashboard.tenant.ingest).status_code == 200
+    login(client, VIEWER_EMAIL)
+    page = client.get("/simulator?period=last_month").text
+    row = re.search(r'<tr data-key="summarize/acme-llama-70b">.*?</tr>', page, re.S)
+    assert row is not None
+    assert "unpriced" in row.group(0) and "$0.00" not in row.group(0)
+    assert "1 unpriced (cost unknown, not included)" in page
+    exported = client.get("/simulator?period=last_month&export=savings").text
+    (llama,) = [r for r in csv.DictReader(io.StringIO(exported)) if r["model"] == "acme-llama-70b"]
+    assert llama["cost"] == "" and llama["savings"] == ""

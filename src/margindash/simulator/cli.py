@@ -36,6 +36,11 @@ def _usd(amount: str | None) -> str:
     return f"-${value[1:]}" if value.startswith("-") else f"${value}"
 
 
+def _cost(amount: str | None) -> str:
+    """A row's cost: an unknown one (unpriced model) says so, rather than looking like $0."""
+    return "[yellow]unpriced[/yellow]" if amount is None else _usd(amount)
+
+
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     found = {}
     for value in values or []:
@@ -164,7 +169,7 @@ def _print_simulation(console: Any, body: dict[str, Any]) -> None:
         table.add_row(
             f"{row['feature']} / {row['model']}",
             f"{row['events']:,}",
-            _usd(row["cost"]),
+            _cost(row["cost"]),
             _usd(row["simulated_cost"]),
             _usd(row["savings"]),
             "" if row["savings_pct"] is None else f"{row['savings_pct']:.1f}%",
@@ -186,6 +191,12 @@ def _print_simulation(console: Any, body: dict[str, Any]) -> None:
         style="bold",
     )
     console.print(table)
+    if totals["unpriced_events"]:
+        console.print(
+            f"[yellow]{totals['unpriced_events']:,} events of unpriced models are not in these "
+            "costs: their cost is unknown (not $0). Price them with an alias or a custom price."
+            "[/yellow]"
+        )
     _print_customers(console, body)
     roi = body["roi"]
     line = f"Monthly savings {_usd(roi['monthly_savings'])} from {roi['swaps']} swap(s)"

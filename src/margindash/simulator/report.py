@@ -34,6 +34,8 @@ def _round(value: float | None, places: int = 2) -> float | None:
 def candidate_json(result: CandidateResult, row: SwapRow) -> dict[str, Any]:
     model = result.model
     input_ratio, output_ratio = _token_ratios(result, row)
+    # Savings need the row's whole cost: with unpriced events in it there is nothing to compare.
+    compared = row.unpriced_events == 0
     return {
         "model": model.name,
         "provider": model.provider,
@@ -45,10 +47,12 @@ def candidate_json(result: CandidateResult, row: SwapRow) -> dict[str, Any]:
         "simulated_cost": _money(result.simulated_nanos),
         "simulated_cost_low": _money(result.low_nanos),
         "simulated_cost_high": _money(result.high_nanos),
-        "savings": _money(row.cost_nanos - result.simulated_nanos),
-        "savings_pct": pct_of(row.cost_nanos - result.simulated_nanos, row.cost_nanos),
-        "savings_low": _money(row.cost_nanos - result.high_nanos),
-        "savings_high": _money(row.cost_nanos - result.low_nanos),
+        "savings": _money(row.cost_nanos - result.simulated_nanos) if compared else None,
+        "savings_pct": pct_of(row.cost_nanos - result.simulated_nanos, row.cost_nanos)
+        if compared
+        else None,
+        "savings_low": _money(row.cost_nanos - result.high_nanos) if compared else None,
+        "savings_high": _money(row.cost_nanos - result.low_nanos) if compared else None,
         "token_basis": result.basis,
         "input_token_ratio": _round(input_ratio, 4),
         "output_token_ratio": _round(output_ratio, 4),
@@ -70,6 +74,8 @@ def _token_ratios(result: CandidateResult, row: SwapRow) -> tuple[float | None, 
 
 def row_json(row: SwapRow) -> dict[str, Any]:
     best = row.best
+    # A row of unpriced events has an unknown cost, never $0, and so unknown savings.
+    known = not row.unpriced
     return {
         "feature": row.feature,
         "model": row.model,
@@ -82,16 +88,16 @@ def row_json(row: SwapRow) -> dict[str, Any]:
         "cache_write_tokens": row.mix.cache_write,
         "reasoning_tokens": row.mix.reasoning,
         "max_prompt_tokens": row.max_prompt_tokens,
-        "cost": _money(row.cost_nanos),
+        "cost": _money(row.cost_nanos) if known else None,
         "current_cost_today": _money(row.current_cost_today_nanos),
         "quality": _round(row.quality),
         "intelligence_per_dollar": _round(row.intelligence_per_dollar, 4),
         "weights": dict(row.weights),
-        "simulated_cost": _money(row.simulated_nanos),
-        "savings": _money(row.savings_nanos),
-        "savings_pct": pct_of(row.savings_nanos, row.cost_nanos),
-        "savings_low": _money(row.savings_low_nanos),
-        "savings_high": _money(row.savings_high_nanos),
+        "simulated_cost": _money(row.simulated_nanos) if known else None,
+        "savings": _money(row.savings_nanos) if known else None,
+        "savings_pct": pct_of(row.savings_nanos, row.cost_nanos) if known else None,
+        "savings_low": _money(row.savings_low_nanos) if known else None,
+        "savings_high": _money(row.savings_high_nanos) if known else None,
         "best_candidate": None if best is None else candidate_json(best, row),
         "note": row.note,
         "candidates_considered": row.considered,
@@ -150,6 +156,8 @@ def simulation_json(simulation: Simulation) -> dict[str, Any]:
         },
         "totals": {
             "events": sum(row.mix.events for row in simulation.rows),
+            # Not in `cost`: their cost is unknown (the P&L counts them the same way).
+            "unpriced_events": simulation.unpriced_events,
             "cost": _money(simulation.cost_nanos),
             "simulated_cost": _money(simulation.simulated_nanos),
             "savings": _money(savings),

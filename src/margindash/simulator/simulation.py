@@ -119,6 +119,11 @@ class SwapRow:
     note: str | None = None
 
     @property
+    def unpriced(self) -> bool:
+        """Every event of the row is unpriced: its cost is unknown, never 0."""
+        return self.unpriced_events >= self.mix.events
+
+    @property
     def simulated_nanos(self) -> int:
         return self.best.simulated_nanos if self.best else self.cost_nanos
 
@@ -136,6 +141,8 @@ class SwapRow:
 
     @property
     def intelligence_per_dollar(self) -> float | None:
+        if self.unpriced_events:  # a part of the cost is unknown
+            return None
         return intelligence_per_dollar(self.quality, self.cost_nanos)
 
 
@@ -153,7 +160,12 @@ class Simulation:
 
     @property
     def cost_nanos(self) -> int:
+        """The priced part of the period's cost (as the P&L: unpriced events are counted apart)."""
         return sum(row.cost_nanos for row in self.rows)
+
+    @property
+    def unpriced_events(self) -> int:
+        return sum(row.unpriced_events for row in self.rows)
 
     @property
     def simulated_nanos(self) -> int:
