@@ -256,3 +256,32 @@ def test_a_discount_names_a_model_as_events_do_and_a_typo_is_refused(
     assert refused.status_code == 422
     assert refused.json()["error"]["details"][0]["field"] == "model"
     assert db_state(engine) == before
+
+
+def test_a_new_override_is_answered_as_stored_in_the_shape_get_lists(
+    client: TestClient, tenant: Tenant
+) -> None:
+    custom = {
+        "model": "acme-llama-70b",
+        "input_per_mtok": "0.20",
+        "output_per_mtok": "0.600",
+        "cached_input_per_mtok": None,
+        "effective_from": "2026-01-01",
+    }
+    discount = {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "discount_pct": "10.50"}
+    answers = []
+    for body in (custom, discount):
+        response = client.post("/v1/pricing/overrides", json=body, headers=tenant.admin)
+        assert response.status_code == 201, response.text
+        answers.append(response.json())
+    listed = client.get("/v1/pricing/overrides", headers=tenant.read).json()["overrides"]
+    for answer, stored in zip(answers, listed, strict=True):
+        assert answer == {**stored, "repriced_events": 0}
+    assert (answers[0]["input_per_mtok"], answers[0]["output_per_mtok"]) == ("0.2", "0.6")
+    assert answers[0]["kind"] == "custom" and answers[0]["created_at"].endswith("Z")
+    # The discount's model as events resolve it, not the snapshot name sent.
+    assert (answers[1]["kind"], answers[1]["model"], answers[1]["discount_pct"]) == (
+        "discount",
+        "gpt-4o-mini",
+        "10.5",
+    )

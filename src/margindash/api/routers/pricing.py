@@ -45,6 +45,7 @@ from margindash.pricing.overrides import (
     add_override,
     delete_alias,
     delete_override,
+    get_override,
     list_aliases,
     list_overrides,
 )
@@ -492,10 +493,10 @@ async def post_override(
     summary = await run_in_threadpool(
         _reprice_new_rules, services, evaluator, caller, f"override {override_id} added"
     )
-    return json_response(
-        {"id": override_id, **body.model_dump(mode="json"), "repriced_events": summary.priced},
-        201,
-    )
+    # The stored row, as GET lists it (normalised prices, kind, created_at), not the input.
+    stored = get_override(services.engine, org_id=caller.org.id, override_id=override_id)
+    assert stored is not None
+    return json_response({**override_json(stored), "repriced_events": summary.priced}, 201)
 
 
 @router.get(
