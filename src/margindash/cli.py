@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
 import sys
 from datetime import date
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from margindash.acceptance.cli import reconcile_command, verify_command
 from margindash.budgets.cli import alerts_app, budgets_app, monitors_app
-from margindash.config import Settings, get_settings
+from margindash.config import Settings, get_settings, unset_public_url_warning
 from margindash.db.engine import make_engine
 from margindash.db.migrate import upgrade
 from margindash.ledger.ingest import UsageIngestor, event_rules
@@ -109,7 +110,7 @@ def init(
         raise _fail(f"{exc}; create more keys with `margindash keys create`") from None
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    login_lines = describe_login(login, get_settings().public_url.rstrip("/") + "/")
+    login_lines = describe_login(login, get_settings().dashboard_url + "/")
     if as_json:
         sys.stdout.write(
             orjson.dumps(
@@ -149,16 +150,27 @@ def serve(
     from margindash.runtime import shorten_switch_interval
 
     settings = get_settings()
+    # The address served is the one links in e-mails point at (unless MARGINDASH_PUBLIC_URL).
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": port or settings.port}
+    )
     configure_logging(settings)
+    _warn_of_unset_public_url(settings)
     _engine(settings).dispose()
     shorten_switch_interval()
     uvicorn.run(
         create_app(settings, run_jobs=not no_worker),
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         access_log=access_log,
         log_config=None,
     )
+
+
+def _warn_of_unset_public_url(settings: Settings, *, worker: bool = False) -> None:
+    warning = unset_public_url_warning(settings, worker=worker)
+    if warning is not None:
+        logging.getLogger("margindash").warning(warning)
 
 
 @app.command()
@@ -171,6 +183,7 @@ def worker(
 
     settings = get_settings()
     configure_logging(settings)
+    _warn_of_unset_public_url(settings, worker=True)
     scheduler = Scheduler(JobContext(settings=settings, engine=_engine(settings)), tick=tick)
     console.print("Worker running; Ctrl-C to stop.")
     with contextlib.suppress(KeyboardInterrupt):
@@ -214,7 +227,7 @@ def demo(
         console.print(f"Org [bold]{org}[/bold] already has the demo data.")
         calibrated = month or f"{add_months(date.today().replace(day=1), -1):%Y-%m}"
     key = create_api_key(engine, org_id=target.id, scope="admin", name="demo key")
-    base = f"http://{settings.host}:{settings.port}"
+    base = settings.dashboard_url
     console.print(f"\nAPI:      {base}/v1   (docs: {base}/docs)")
     console.print(f"API key:  [bold]{key}[/bold]")
     console.print(

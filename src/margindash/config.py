@@ -8,6 +8,7 @@ whose keys are the environment variable names (the brief's `config.yaml` works a
 from __future__ import annotations
 
 import os
+import socket
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -51,10 +52,13 @@ class Settings(BaseSettings):
         "MARGINDASH_INGEST_URL",
         "Base URL of the API (`…/v1`), so `POST $MARGINDASH_INGEST_URL/usage` works as written.",
     )
-    public_url: str = setting(
-        "http://127.0.0.1:8000",
+    public_url: str | None = setting(
+        None,
         "MARGINDASH_PUBLIC_URL",
-        "Address of the dashboard as users reach it; used for links in e-mails.",
+        "Address of the dashboard as users reach it (`https://margins.example.com`), for links in "
+        "e-mails and the Stripe webhook URL shown in settings. Default: the address "
+        "`margindash serve` listens on (`http://HOST:PORT`, its `--host`/`--port` included); set "
+        "it behind a proxy, or when `margindash worker` sends the e-mails.",
     )
     host: str = setting("127.0.0.1", "MARGINDASH_HOST", "Address `margindash serve` binds to.")
     port: int = setting(8000, "MARGINDASH_PORT", "Port `margindash serve` listens on.")
@@ -251,6 +255,15 @@ class Settings(BaseSettings):
         gt=0,
     )
 
+    @property
+    def dashboard_url(self) -> str:
+        """Where users reach the dashboard, without a trailing slash: `MARGINDASH_PUBLIC_URL`, or
+        else the address `serve` listens on (this machine's name when it binds every address)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = socket.gethostname() if self.host in _EVERY_ADDRESS else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -265,6 +278,22 @@ class Settings(BaseSettings):
         if yaml_path.is_file():
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
         return tuple(sources)
+
+
+_EVERY_ADDRESS = frozenset({"", "0.0.0.0", "::"})
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def unset_public_url_warning(settings: Settings, *, worker: bool = False) -> str | None:
+    """A warning when links in e-mails may not reach users: no `MARGINDASH_PUBLIC_URL`, and a
+    worker (which cannot see a server's `--host`/`--port`) or an address other than loopback."""
+    if settings.public_url or (settings.host in _LOOPBACK and not worker):
+        return None
+    source = " (MARGINDASH_HOST and MARGINDASH_PORT; `serve --port` is not seen here)"
+    return (
+        f"MARGINDASH_PUBLIC_URL is not set: links in e-mails point at {settings.dashboard_url}"
+        f"{source if worker else ''}. Set it to the address users reach the dashboard at."
+    )
 
 
 def setting_docs() -> list[tuple[str, FieldInfo]]:

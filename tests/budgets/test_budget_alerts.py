@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
@@ -34,6 +35,7 @@ from tests.budgets.conftest import (
     spend_events,
 )
 from tests.conftest import Tenant
+from tests.live_server import LiveServer
 
 BRIEF_BUDGET = {
     "budget": {
@@ -408,3 +410,32 @@ def test_a_delivery_the_retry_job_claimed_is_not_sent_again_by_its_evaluation(
     later = taken_until + timedelta(seconds=1)  # the retry job's own send, had it died
     assert deliver_due(engine, notifiers=notifiers, settings=alert_settings, now=later) == 1
     assert [m.subject for m in smtp_server.wait_for(1)] == ["once"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_without_a_public_url_links_point_at_the_served_port(
+    database_url: str,
+    tenant: Tenant,
+    smtp_server: SmtpServer,
+    start_server: Callable[..., LiveServer],
+) -> None:
+    """`margindash serve --port P` and no MARGINDASH_PUBLIC_URL: the links in its e-mails lead
+    to port P, not to the default 8000 nothing listens on."""
+    server = start_server(
+        database_url,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(smtp_server.port),
+        SMTP_STARTTLS="false",
+        ALERT_FROM="margindash@example.com",
+    )
+    assert server.port != 8000
+    budget = {**BRIEF_BUDGET["budget"], "monthly_limit": 1.00, "notify_email": ["ops@example.com"]}
+    created = httpx.post(f"{server.url}/v1/budgets", json={"budget": budget}, headers=tenant.admin)
+    assert created.status_code == 201, created.text
+    events = spend_events("0.80", prefix="over", customer_id="acme-corp")
+    sent = httpx.post(f"{server.url}/v1/usage", json={"events": events}, headers=tenant.ingest)
+    assert sent.json()["accepted"] == len(events)
+    (mail,) = smtp_server.wait_for(1)
+    assert f"http://127.0.0.1:{server.port}/budgets" in mail.text
+    assert f"http://127.0.0.1:{server.port}/customers/acme-corp" in mail.text
+    assert "MARGINDASH_PUBLIC_URL is not set" not in server.log()  # loopback: nothing to warn of

@@ -299,7 +299,7 @@ def alerts_test_email(
         body=(
             "This is a test e-mail from margindash. Budget alerts and monitor alerts will "
             f"reach you the same way.\n\nSent through {settings.smtp_host}:{settings.smtp_port} "
-            f"as {settings.alert_from}.\nDashboard: {settings.public_url.rstrip('/')}/budgets\n"
+            f"as {settings.alert_from}.\nDashboard: {settings.dashboard_url}/budgets\n"
         ),
     )
     try:

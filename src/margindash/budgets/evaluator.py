@@ -159,7 +159,7 @@ def _threshold_alert(
     settings: Settings,
 ) -> NewAlert:
     spec = status.budget.spec
-    message = budget_alert(status, threshold, drivers=drivers, public_url=settings.public_url)
+    message = budget_alert(status, threshold, drivers=drivers, public_url=settings.dashboard_url)
     return NewAlert(
         org_id=org.id,
         dedupe_key=key,

@@ -178,7 +178,7 @@ def run_monitors(
     for config in monitor_configs(engine, org_id=org.id):
         if not config.enabled:
             continue
-        for finding in RULES[config.kind](engine, org, config, now, settings.public_url):
+        for finding in RULES[config.kind](engine, org, config, now, settings.dashboard_url):
             alert_id = record_alert(engine, _alert(org, config, finding), now=now)
             if alert_id is not None:
                 fired.append(alert_id)

@@ -125,7 +125,7 @@ def users_add(
     except (UserExists, ValueError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    for line in describe_login(login, get_settings().public_url.rstrip("/") + "/"):
+    for line in describe_login(login, get_settings().dashboard_url + "/"):
         console.print(line)
 
 

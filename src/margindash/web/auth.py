@@ -100,7 +100,7 @@ def check_login_csrf(request: Request, sent: str) -> None:
 
 def secure_cookies(request: Request, settings: Settings) -> bool:
     """Cookies are `Secure` when the dashboard is reached over https (also behind a proxy)."""
-    return request.url.scheme == "https" or settings.public_url.startswith("https://")
+    return request.url.scheme == "https" or settings.dashboard_url.startswith("https://")
 
 
 def set_cookie(

@@ -77,7 +77,7 @@ def build_settings(engine: Engine, settings: Settings, *, org: Org) -> SettingsV
     return SettingsView(
         keys=list_api_keys(engine, org_id=org.id),
         users=list_users(engine, org_id=org.id),
-        webhook_url=settings.public_url.rstrip("/") + stripe.webhook_path,
+        webhook_url=settings.dashboard_url + stripe.webhook_path,
         stripe=stripe,
         smtp_host=settings.smtp_host,
         alert_from=settings.alert_from,
@@ -92,7 +92,7 @@ def send_test_email(settings: Settings, *, org: Org, to: str) -> None:
         severity="info",
         subject=f"margindash test e-mail for {org.name}",
         body=(
-            f"This is a test from margindash ({settings.public_url}).\n"
+            f"This is a test from margindash ({settings.dashboard_url}).\n"
             "Budget alerts of your organisation will arrive the same way."
         ),
     )
