@@ -1,10 +1,9 @@
 """Checks on every request before routing, for what no operation accepts.
 
-- A body over `MARGINDASH_MAX_BODY_BYTES` → 413, whether `Content-Length` announces it or a
-  chunked body reaches it, and before the API key is checked either way. A body without a
-  `Content-Length` is read here, counting bytes and refusing past the limit, so its size is
-  known as early as an announced one. Operations with a declared body model would otherwise
-  read and parse any size, before the API key is even checked.
+- A body over `MARGINDASH_MAX_BODY_BYTES` → 413 before the API key is checked, whether
+  `Content-Length` announces it or a chunked body reaches it: a body without `Content-Length`
+  is read here first, counting bytes and stopping at the limit, so both get the same answer.
+  Operations with a declared body model would otherwise read and parse any size.
 - A NUL character in the URL path or query → 422: PostgreSQL text cannot hold one, so no
   stored id can contain it, and a query with it would fail in the database.
 """

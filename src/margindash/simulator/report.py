@@ -36,6 +36,7 @@ def candidate_json(result: CandidateResult, row: SwapRow) -> dict[str, Any]:
     input_ratio, output_ratio = _token_ratios(result, row)
     # Savings need the row's whole cost: with unpriced events in it there is nothing to compare.
     compared = row.unpriced_events == 0
+    saved = row.cost_nanos - result.simulated_nanos
     return {
         "model": model.name,
         "provider": model.provider,
@@ -47,10 +48,8 @@ def candidate_json(result: CandidateResult, row: SwapRow) -> dict[str, Any]:
         "simulated_cost": _money(result.simulated_nanos),
         "simulated_cost_low": _money(result.low_nanos),
         "simulated_cost_high": _money(result.high_nanos),
-        "savings": _money(row.cost_nanos - result.simulated_nanos) if compared else None,
-        "savings_pct": pct_of(row.cost_nanos - result.simulated_nanos, row.cost_nanos)
-        if compared
-        else None,
+        "savings": _money(saved) if compared else None,
+        "savings_pct": pct_of(saved, row.cost_nanos) if compared else None,
         "savings_low": _money(row.cost_nanos - result.high_nanos) if compared else None,
         "savings_high": _money(row.cost_nanos - result.low_nanos) if compared else None,
         "token_basis": result.basis,
