@@ -20,7 +20,7 @@ from margindash.pricing.catalogue import (
 )
 from margindash.pricing.history import CatalogueHistory
 from margindash.pricing.overrides import OrgPricingRules
-from margindash.pricing.service import price_with_rules
+from margindash.pricing.service import OrgPrices
 
 AT = datetime(2026, 2, 14, 15, 4, 5, tzinfo=UTC)
 CATALOGUE = Catalogue()
@@ -59,26 +59,12 @@ def test_names_resolve(name: str, provider: str | None, expected: str) -> None:
 
 @pytest.mark.parametrize("name", ["gpt-4o-mini-2024-07-18", "GPT-4o-mini ", "openai/gpt-4o-mini"])
 def test_every_spelling_of_gpt_4o_mini_costs_the_same(name: str) -> None:
-    quote = price_with_rules(
-        HISTORY,
-        OrgPricingRules(),
-        model_name=name,
-        provider=None,
-        tokens=TokenCounts(120, 80),
-        at=AT,
-    )
+    quote = OrgPrices(HISTORY, OrgPricingRules()).price(name, None, TokenCounts(120, 80), AT)
     assert quote.cost_nanos == 66_000  # $0.000066
 
 
 def test_unknown_model_is_unpriced() -> None:
-    quote = price_with_rules(
-        HISTORY,
-        OrgPricingRules(),
-        model_name="acme-llama",
-        provider=None,
-        tokens=TokenCounts(1, 1),
-        at=AT,
-    )
+    quote = OrgPrices(HISTORY, OrgPricingRules()).price("acme-llama", None, TokenCounts(1, 1), AT)
     assert quote.cost_nanos is None and not quote.priced and quote.warnings
 
 

@@ -76,6 +76,7 @@ class UsageIngestor:
         results: list[EventResult] = []
         rows: list[EventRow] = []
         row_results: list[int] = []
+        price = self.pricer.for_org(org.id).price
         for raw in raw_events:
             try:
                 event = check_event(raw, rules=self.rules, now=now)
@@ -89,13 +90,7 @@ class UsageIngestor:
                     )
                 )
                 continue
-            quote = self.pricer.price(
-                org_id=org.id,
-                model_name=event.model_name,
-                provider=event.provider,
-                tokens=event.tokens,
-                at=event.occurred_at,
-            )
+            quote = price(event.model_name, event.provider, event.tokens, event.occurred_at)
             row_results.append(len(results))
             results.append(_result(event, quote))
             rows.append(event_row(org, event, quote, received_at=now))

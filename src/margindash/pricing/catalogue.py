@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from importlib.metadata import version
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from genai_prices import types as gp
 from genai_prices.data_snapshot import DataSnapshot, get_snapshot
@@ -103,6 +103,9 @@ class CompiledPrice:
     # Without tiers: (input, cache read, cache write, output, reasoning) as charged, with the
     # fallbacks of `cost_picos` already applied, so most calls cost five multiplications.
     flat: tuple[int, int, int, int, int] | None = field(init=False, default=None)
+    # `flat` and `per_request` in nano-USD when all are whole nano-USD (most list prices are):
+    # a call's cost is then exact in nano-USD with no rounding step (see `PricePlan.quote`).
+    nanos: tuple[int, int, int, int, int, int] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         prices = (self.input, self.cache_read, self.cache_write, self.output, self.reasoning)
@@ -117,6 +120,9 @@ class CompiledPrice:
             output if self.reasoning is None else self.reasoning,
         )
         object.__setattr__(self, "flat", flat)
+        picos = cast(tuple[int, ...], (*flat, self.per_request))  # no tiers, checked above
+        if all(p % PICOS_PER_NANO == 0 for p in picos):
+            object.__setattr__(self, "nanos", tuple(p // PICOS_PER_NANO for p in picos))
 
     def cost_picos(self, tokens: TokenCounts) -> int:
         """The cost of a call in pico-USD (exact)."""

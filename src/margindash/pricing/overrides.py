@@ -88,7 +88,7 @@ class OrgPricingRules:
 
     aliases: dict[str, list[Alias]] = field(default_factory=dict)
     # How names were priced under these rules, per catalogue history token (see
-    # `service.price_with_rules`).
+    # `service.OrgPrices`).
     plans: dict[int, dict[tuple[object, ...], Any]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -204,7 +204,12 @@ class RulesCache:
         now = time.monotonic()
         cached = self._entries.get(org_id)
         if cached is None or cached[1] < now:
-            cached = (load_rules(engine, org_id), now + _RULES_TTL_S)
+            rules = load_rules(engine, org_id)
+            if cached is not None and rules == cached[0]:
+                # Unchanged: keep the rules already loaded, and with them the plans they made
+                # (re-planning every name of a busy org every few seconds is measurable).
+                rules = cached[0]
+            cached = (rules, now + _RULES_TTL_S)
             self._entries[org_id] = cached
         return cached[0]
 

@@ -51,6 +51,7 @@ class Pricer:
     def __init__(self, engine: Engine, catalogue: Catalogue | None = None):
         self.engine = engine
         self.rules = RulesCache()
+        self._prices: dict[str, OrgPrices] = {}  # the last `for_org` of each org
         self._live = LiveCatalogue(engine) if catalogue is None else None
         self._fixed = CatalogueHistory.of(catalogue) if catalogue is not None else None
         if self._live is not None:
@@ -84,14 +85,19 @@ class Pricer:
         at: datetime,
     ) -> Quote:
         """Price a call at the price in force at `at`."""
-        return price_with_rules(
-            self.history,
-            self.rules.get(self.engine, org_id),
-            model_name=model_name,
-            provider=provider,
-            tokens=tokens,
-            at=at,
-        )
+        return self.for_org(org_id).price(model_name, provider, tokens, at)
+
+    def for_org(self, org_id: str) -> OrgPrices:
+        """An org's prices as they stand now: to price a batch of its events with one look-up
+        of its rules and of the catalogue history, instead of one per event."""
+        live = self._live  # not `self.history`: this runs for every event of `price`
+        history = live.history() if live is not None else self._fixed
+        assert history is not None
+        rules = self.rules.get(self.engine, org_id)
+        prices = self._prices.get(org_id)
+        if prices is None or prices.rules is not rules or prices.history is not history:
+            prices = self._prices[org_id] = OrgPrices(history, rules)
+        return prices
 
     def booked_model(self, *, org_id: str, model_name: str, at: datetime | None = None) -> str:
         """The model name an event sent as `model_name` is stored and rolled up under at `at`
@@ -148,18 +154,35 @@ class PricePlan:
     hourly: tuple[Catalogue, CatalogueModel] | None = None  # the rate depends on the hour
     # The catalogue price in pico-USD when nothing else applies (the common case).
     plain: CompiledPrice | None = field(init=False, default=None)
+    # The same in whole nano-USD per token, when it is (`CompiledPrice.nanos`).
+    plain_nanos: tuple[int, int, int, int, int, int] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         plain = self.custom is None and self.discount is None and self.hourly is None
-        if plain and self.rate is not None:
+        if plain and self.rate is not None and self.rate.compiled is not None:
             object.__setattr__(self, "plain", self.rate.compiled)
+            object.__setattr__(self, "plain_nanos", self.rate.compiled.nanos)
 
     def quote(self, tokens: TokenCounts, at: datetime | None = None) -> Quote:
         """The cost of a call; `at` is needed only by `hourly` plans."""
-        if self.plain is not None:
-            cost = picos_to_nanos(self.plain.cost_picos(tokens))
+        if self.plain_nanos is not None:
+            # `CompiledPrice.cost_picos` written out in nano-USD: most events take this path,
+            # where two calls and the rounding step took half the time of pricing an event.
+            prompt, completion, cached, cache_write, reasoning = tokens
+            input_price, read, write, output, thinking, per_request = self.plain_nanos
+            cost = (
+                (prompt - cached - cache_write) * input_price
+                + cached * read
+                + cache_write * write
+                + (completion - reasoning) * output
+                + reasoning * thinking
+                + per_request
+            )
             # The same tuple `Quote(...)` builds, without NamedTuple's Python-level __new__:
             # that call took a fifth of the time of pricing an event.
+            return _new_tuple(Quote, (self.model, self.provider, cost, self.source, self.ref, ()))
+        if self.plain is not None:
+            cost = picos_to_nanos(self.plain.cost_picos(tokens))
             return _new_tuple(Quote, (self.model, self.provider, cost, self.source, self.ref, ()))
         if self.custom is not None:
             cost = self.custom.cost_nanos(tokens)
@@ -181,35 +204,46 @@ _MAX_PLANS = 50_000
 _new_tuple = tuple.__new__
 
 
-def price_with_rules(
-    history: CatalogueHistory,
-    rules: OrgPricingRules,
-    *,
-    model_name: str,
-    provider: str | None,
-    tokens: TokenCounts,
-    at: datetime,
-) -> Quote:
-    """Price a call with an org's rules and the catalogue history (pure: no database access)."""
-    plans = rules.plans.get(history.token)
-    if plans is None:
-        # A new history (or the first call): plans made with another one no longer hold. The
-        # plans of each history live in their own dict, so a thread still pricing with the
-        # previous history never leaves its plans under the new one.
-        plans = {}
-        rules.plans = {history.token: plans}
-    day = at.date()
-    if day in history.change_days:  # two versions may price this day: key on the version too
-        key: tuple[object, ...] = (model_name, provider, day, history.version_at(at))
-    else:
-        key = (model_name, provider, day)
-    plan = plans.get(key)
-    if plan is None:
-        plan = plan_price(history, rules, model_name=model_name, provider=provider, at=at)
-        if len(plans) > _MAX_PLANS:
-            plans.clear()
-        plans[key] = plan
-    return plan.quote(tokens, at)
+class OrgPrices:
+    """How one org's calls are priced under one catalogue history (see `Pricer.for_org`).
+
+    Plans are kept per (name, provider, day): most events cost a dict look-up and `quote`.
+    Nothing here reads the database.
+    """
+
+    __slots__ = ("_change_days", "_plans", "history", "rules")
+
+    def __init__(self, history: CatalogueHistory, rules: OrgPricingRules):
+        self.history = history
+        self.rules = rules
+        plans = rules.plans.get(history.token)
+        if plans is None:
+            # A new history (or the first call): plans made with another one no longer hold.
+            # The plans of each history live in their own dict, so a thread still pricing
+            # with the previous history never leaves its plans under the new one.
+            plans = {}
+            rules.plans = {history.token: plans}
+        self._plans: dict[tuple[object, ...], PricePlan] = plans
+        self._change_days = history.change_days
+
+    def price(
+        self, model_name: str, provider: str | None, tokens: TokenCounts, at: datetime
+    ) -> Quote:
+        """Price a call at the price in force at `at`."""
+        day = at.date()
+        if day in self._change_days:  # two versions may price this day: key on the version
+            key: tuple[object, ...] = (model_name, provider, day, self.history.version_at(at))
+        else:
+            key = (model_name, provider, day)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_price(
+                self.history, self.rules, model_name=model_name, provider=provider, at=at
+            )
+            if len(self._plans) > _MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan.quote(tokens, at)
 
 
 def plan_price(
