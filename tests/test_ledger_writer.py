@@ -10,8 +10,10 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, QueuePool, func, insert, select, text
 
+from margindash.db.bulk import _COPY_MIN_ROWS, BulkInsert
 from margindash.db.engine import make_engine
 from margindash.db.tables import (
     ROLLUP_MEASURES,
@@ -173,7 +175,7 @@ def test_day_keys_are_org_local(engine: Engine) -> None:
 
 def test_a_commit_larger_than_a_bulk_chunk_keeps_rollups_exact(engine: Engine) -> None:
     """12,000 events in one transaction: more than one chunk of rows (SQLite statements of at
-    most 1,024 rows, PostgreSQL arrays of 10,000 for plain inserts)."""
+    most 1,000 rows; PostgreSQL stages them all with one COPY)."""
     org = create_org(engine, name="acme").org
     ingestor = direct_ingestor(engine, strict=False)
     rng = random.Random(11)
@@ -185,28 +187,33 @@ def test_a_commit_larger_than_a_bulk_chunk_keeps_rollups_exact(engine: Engine) -
     assert stored(engine, org.id) == expected
 
 
-def test_the_writer_commits_and_hands_back_a_transactional_connection(engine: Engine) -> None:
+@pytest.mark.parametrize("size", [30, 300])  # PostgreSQL: below and above _COPY_MIN_ROWS
+def test_the_writer_commits_and_hands_back_a_transactional_connection(
+    engine: Engine, size: int
+) -> None:
     """The writer thread's commits are complete when acknowledged (events, rollups, duplicates
     counted), and the connection it hands back to the pool runs transactions again: on
     PostgreSQL its own statement is the transaction (autocommit), which must not leak."""
     org = create_org(engine, name="acme").org
     ingestor = direct_ingestor(engine, strict=False)
     rng = random.Random(5)
-    events = [random_event(rng, n) for n in range(50)]
+    overlap = size // 3
+    events = [random_event(rng, n) for n in range(2 * size - overlap)]
     writer = LedgerWriter(engine)
     writer.start()
     try:
-        for chunk in (events[:30], events[20:]):  # the second repeats 10 ids of the first
+        # The second repeats `overlap` ids of the first, and one of its own.
+        for chunk in (events[:size], events[size - overlap :] + events[-1:]):
             flags = writer.submit(ingestor.prepare(org=org, raw_events=chunk)[1]).result(30)
     finally:
         writer.stop()  # its connection goes back to the pool
-    assert flags == [False] * 10 + [True] * 20
+    assert flags == [False] * overlap + [True] * (size - overlap) + [False]
     assert stored(engine, org.id) == regrouped(engine, org.id)
     with engine.connect() as conn:
         counted = conn.execute(
             select(func.sum(ingest_stats.c.duplicates)).where(ingest_stats.c.org_id == org.id)
         ).scalar_one()
-    assert counted == 10
+    assert counted == overlap + 1
 
     # Every pooled connection at once, so the writer's is among them.
     pool = engine.pool
@@ -307,3 +314,35 @@ def test_a_write_after_a_read_is_not_failed_by_commits_in_between(sqlite_url: st
         engine.dispose()
     assert len(others) == 1, "the transaction was retried"
     assert sorted(stats) == [1, 7]
+
+
+def test_postgres_staged_inserts_keep_apart_and_survive_a_rollback(postgres_url: str) -> None:
+    """Large PostgreSQL inserts go through a per-connection staging table: a second insert in
+    the same transaction must not insert the first one's rows again, and a rollback of the
+    transaction that created the table must not break the next insert."""
+    engine = make_engine(postgres_url, pool_size=1, max_overflow=0)  # one connection for all
+    statement = BulkInsert(
+        dialect="postgresql",
+        table=ingest_stats,
+        columns=("org_id", "day", "duplicates"),
+        conflict=("org_id", "day"),
+        on_conflict="DO UPDATE SET duplicates = ingest_stats.duplicates + excluded.duplicates",
+    )
+    days = [date(2001, 1, 1) + timedelta(days=n) for n in range(2 * _COPY_MIN_ROWS)]
+    rows = [("org_x", day, 1) for day in days]
+    try:
+        with engine.connect() as conn:  # first use of the staging table, rolled back
+            assert statement.execute(conn, rows[:_COPY_MIN_ROWS]) == _COPY_MIN_ROWS
+            conn.rollback()
+        with engine.begin() as conn:
+            assert statement.execute(conn, rows[:_COPY_MIN_ROWS]) == _COPY_MIN_ROWS
+            assert statement.execute(conn, rows[_COPY_MIN_ROWS:]) == _COPY_MIN_ROWS
+        with engine.connect() as conn:
+            totals = conn.execute(
+                select(func.count(), func.sum(ingest_stats.c.duplicates)).where(
+                    ingest_stats.c.org_id == "org_x"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    assert tuple(totals) == (2 * _COPY_MIN_ROWS, 2 * _COPY_MIN_ROWS)

@@ -110,7 +110,8 @@ def _insert_events(dialect: str) -> BulkInsert:
         extra: dict[str, Any] = {}
     else:
         # PostgreSQL: one statement inserts the events, adds the new ones to the rollups and
-        # returns which were new, so a commit costs two round trips (statement, COMMIT).
+        # returns which were new, so a small commit is one round trip (the writer's connection
+        # is in autocommit mode; large ones stage their rows with a COPY first, see `bulk`).
         extra = {
             "returning": ("*",),  # read by the rollup upserts; only two columns are sent back
             "postgres_wrapper": (
