@@ -128,6 +128,9 @@ class CheckedEvent(NamedTuple):
 
 
 _validate = UsageEventIn.__pydantic_validator__.validate_python
+# Builds a NamedTuple from a tuple of all its fields without the Python-level `__new__` that
+# `CheckedEvent(...)` runs: two per event took a tenth of the time of checking and pricing it.
+_new_tuple = tuple.__new__
 
 
 def check_event(raw: Any, *, rules: EventRules, now: datetime) -> CheckedEvent:
@@ -155,18 +158,21 @@ def check_event(raw: Any, *, rules: EventRules, now: datetime) -> CheckedEvent:
         raise InvalidEvent(errors)
     if estimated:
         warnings.append("token counts estimated from character counts")
-    return CheckedEvent(
-        event.request_id,
-        customer_id,
-        DEFAULT_FEATURE if event.feature is None else event.feature,
-        event.model_name,
-        event.provider,
-        tokens,
-        occurred_at,
-        estimated,
-        event.revenue_amount_cents,
-        metadata,
-        tuple(warnings),
+    return _new_tuple(
+        CheckedEvent,
+        (
+            event.request_id,
+            customer_id,
+            DEFAULT_FEATURE if event.feature is None else event.feature,
+            event.model_name,
+            event.provider,
+            tokens,
+            occurred_at,
+            estimated,
+            event.revenue_amount_cents,
+            metadata,
+            tuple(warnings),
+        ),
     )
 
 
@@ -202,7 +208,8 @@ def _tokens(
         )
     if reasoning > completion:
         errors.append(FieldError("reasoning_tokens", "exceeds completion_tokens"))
-    return TokenCounts(prompt, completion, cached, cache_write, reasoning), estimated
+    counts = _new_tuple(TokenCounts, (prompt, completion, cached, cache_write, reasoning))
+    return counts, estimated
 
 
 def _count_or_estimate(

@@ -175,15 +175,17 @@ def _as_stored(duplicates: list[EventResult], stored: dict[str, Any]) -> None:
 
 
 def _result(event: CheckedEvent, quote: Quote) -> EventResult:
+    # Positional: once per event, and keyword arguments cost a third more here.
+    cost = quote.cost_nanos
     return EventResult(
-        request_id=event.request_id,
-        status="accepted",
-        cost_nanos=quote.cost_nanos,
-        model=quote.model,
-        provider=quote.provider,
-        priced=quote.priced,
-        estimated=event.estimated,
-        warnings=event.warnings + quote.warnings,
+        event.request_id,
+        "accepted",
+        cost,
+        quote.model,
+        quote.provider,
+        cost is not None,
+        event.estimated,
+        event.warnings + quote.warnings,
     )
 
 
