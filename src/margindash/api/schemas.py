@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from margindash.ledger.ingest import EventResult, IngestReport
 from margindash.money import format_cost, format_money, margin_pct
 from margindash.reports.pnl import PnlLine, PnlReport
+from margindash.runtime import gc_paused
 
 # A database id in a path: anything past a signed 64-bit integer cannot exist (404 would need a
 # query the driver refuses), so it is a 422 like any other invalid value.
@@ -171,6 +172,7 @@ def line_json(line: PnlLine, *, key: bool = False) -> dict[str, Any]:
     return body
 
 
+@gc_paused()  # as `get_pnl`: a dict and three strings per row, none of them cyclic garbage
 def pnl_json(report: PnlReport, *, model: str | None = None) -> dict[str, Any]:
     """A P&L report for JSON; `model` is the model filter as resolved, echoed when given."""
     body: dict[str, Any] = {
