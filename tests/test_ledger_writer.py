@@ -346,3 +346,33 @@ def test_postgres_staged_inserts_keep_apart_and_survive_a_rollback(postgres_url:
     finally:
         engine.dispose()
     assert tuple(totals) == (2 * _COPY_MIN_ROWS, 2 * _COPY_MIN_ROWS)
+
+
+def test_postgres_rollup_rows_are_rewritten_in_place(postgres_url: str) -> None:
+    """Rollup pages keep room for new row versions, so updating a row keeps it on its page
+    (a HOT update: no index write, the old version pruned without VACUUM). Filled pages
+    would put nearly every new version of the first update on another page."""
+    zeros = ", ".join("0" for _ in ROLLUP_MEASURES)
+    engine = make_engine(postgres_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO customer_months (org_id, month, customer_id, "
+                    f"{', '.join(ROLLUP_MEASURES)}) SELECT 'org_ff', DATE '2026-01-01', "
+                    f"'customer-' || n, {zeros} FROM generate_series(1, 2000) AS n"
+                )
+            )
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE customer_months SET events = events + 1"))
+            updated, in_place = conn.execute(
+                text(
+                    "SELECT pg_stat_get_xact_tuples_updated(t), "
+                    "pg_stat_get_xact_tuples_hot_updated(t) "
+                    "FROM CAST('customer_months' AS regclass) AS t"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    assert updated == 2000
+    assert in_place >= 2000 // 4, f"only {in_place} of {updated} updates stayed on their page"

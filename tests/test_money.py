@@ -48,6 +48,18 @@ def test_margin_pct_needs_positive_revenue() -> None:
     assert margin_pct(-10 * dollar, dollar) is None
 
 
+def test_margin_pct_rounds_half_even_to_a_hundredth() -> None:
+    """Against Decimal, on exact ties (margin x 10,000 / revenue ending in .5) and at random."""
+    rng = random.Random(11)
+    # Revenue 20,000 nanos: every odd margin is a tie (margin / 2 hundredths of a percent).
+    cases = [(revenue, cost) for revenue in (20_000, 40_000) for cost in range(-400, 400)]
+    cases += [(rng.randint(1, 10**15), rng.randint(-(10**15), 10**15)) for _ in range(2000)]
+    for revenue, cost in cases:
+        exact = Decimal((revenue - cost) * 100) / revenue
+        expected = float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+        assert margin_pct(revenue, cost) == expected, (revenue, cost)
+
+
 @pytest.mark.parametrize(
     ("text", "value"),
     [("233.25", "233.25"), ("-1", "-1"), (" 10 ", "10"), ("1e-6", "0.000001"), (".5", "0.5")],

@@ -105,19 +105,13 @@ def margin_pct(revenue_nanos: int, cost_nanos: int) -> float | None:
     (a refund-only customer would otherwise show +100%)."""
     if revenue_nanos <= 0:
         return None
-    # Hundredths of a percent, exactly: (margin / revenue) x 10,000, rounded half-even.
-    return _divide_half_even((revenue_nanos - cost_nanos) * 10_000, revenue_nanos) / 100
-
-
-def _divide_half_even(numerator: int, denominator: int) -> int:
-    """numerator / denominator rounded to an integer, ties to even (exact, no floats)."""
-    if denominator < 0:
-        numerator, denominator = -numerator, -denominator
-    quotient, remainder = divmod(numerator, denominator)
+    # Hundredths of a percent, exactly: (margin / revenue) x 10,000, rounded half-even
+    # (revenue is positive, so divmod's remainder is too).
+    quotient, remainder = divmod((revenue_nanos - cost_nanos) * 10_000, revenue_nanos)
     twice = 2 * remainder
-    if twice > denominator or (twice == denominator and quotient % 2):
+    if twice > revenue_nanos or (twice == revenue_nanos and quotient & 1):
         quotient += 1
-    return quotient
+    return quotient / 100
 
 
 def split_evenly(total: int, parts: int) -> list[int]:

@@ -58,14 +58,13 @@ class PnlLine:
     estimated_events: int = 0
     action: str | None = None
     negative_months: int | None = None
+    # Set once the line's sums are complete (`get_pnl` sets it for every line it returns):
+    # reading it is cheaper than working it out again for the action and for the answer.
+    margin_pct: float | None = None
 
     @property
     def margin_nanos(self) -> int:
         return self.revenue_nanos - self.cost_nanos
-
-    @property
-    def margin_pct(self) -> float | None:
-        return margin_pct(self.revenue_nanos, self.cost_nanos)
 
     def add(self, values: Sequence[Any]) -> None:
         """Add a row of sums in `_SUMMED` order (a query row after its key)."""
@@ -168,8 +167,8 @@ def get_pnl(
     if group_by in ("feature", "model"):
         unallocated = lines.pop("", None)
         report.unallocated_revenue_nanos = unallocated.revenue_nanos if unallocated else 0
-    if group_by == "customer":
-        _decide_actions(lines.values(), streaks, watch_pct)
+    _finish([totals], None, watch_pct)
+    _finish(lines.values(), streaks if group_by == "customer" else None, watch_pct)
     report.rows = _ordered(lines.values(), group_by)
     return report
 
@@ -203,14 +202,17 @@ def _lines(batches: list[Sequence[Any]], group_by: str) -> dict[str, PnlLine]:
     return {k: v for k, v in lines.items() if v.events or v.revenue_nanos or v.cost_nanos}
 
 
-def _decide_actions(lines: Iterable[PnlLine], streaks: dict[str, int], watch_pct: float) -> None:
-    """Each customer's action, from its margin, and its run of negative months."""
+def _finish(lines: Iterable[PnlLine], streaks: dict[str, int] | None, watch_pct: float) -> None:
+    """Each line's margin %; with `streaks` (lines of customers), also its action, from its
+    margin, and its run of negative months."""
     for line in lines:
         revenue, cost = line.revenue_nanos, line.cost_nanos
-        line.action = customer_action(
-            margin_nanos=revenue - cost, margin_pct=margin_pct(revenue, cost), watch_pct=watch_pct
-        )
-        line.negative_months = streaks.get(line.key, 0)
+        pct = line.margin_pct = margin_pct(revenue, cost)
+        if streaks is not None:
+            line.action = customer_action(
+                margin_nanos=revenue - cost, margin_pct=pct, watch_pct=watch_pct
+            )
+            line.negative_months = streaks.get(line.key, 0)
 
 
 def _queries(
