@@ -383,3 +383,38 @@ def test_numbers_in_python_literal_syntax_are_422(
     assert accepted.json()["results"][0]["amount_usd"] == "100.00"
     simulate = {"min_quality": "50", "hourly_rate": "100", "limit": 5}
     assert api.post("/v1/simulate", json=simulate, headers=tenant.read).status_code == 200
+
+
+QUERY_LIMITS = [
+    "/v1/alerts",
+    "/v1/pricing/sync-runs",
+    "/v1/pricing/snapshots",
+    "/v1/pricing/repricings",
+    "/v1/stripe/events",
+]
+
+
+@pytest.mark.parametrize("value", ["1_0", "\u0665", "+5", " 5", "5.0"])
+def test_query_numbers_in_python_literal_syntax_are_422(
+    api: TestClient, tenant: Tenant, value: str
+) -> None:
+    """`?limit=1_0` is not 10, nor is an Arabic-Indic digit a digit: each list names the field."""
+    wrong = []
+    for path in QUERY_LIMITS:
+        response = api.get(path, params={"limit": value}, headers=tenant.admin)
+        if response.status_code != 422 or fields(response) != ["limit"]:
+            wrong.append(f"{path}: {response.status_code} {response.text[:200]}")
+    audit = api.get("/v1/pricing/audit", params={"threshold_pct": "1_0"}, headers=tenant.admin)
+    if audit.status_code != 422 or fields(audit) != ["threshold_pct"]:
+        wrong.append(f"/v1/pricing/audit: {audit.status_code} {audit.text[:200]}")
+    assert wrong == []
+
+
+def test_query_numbers_written_plainly_are_read(api: TestClient, tenant: Tenant) -> None:
+    for path in QUERY_LIMITS:
+        assert api.get(path, params={"limit": "10"}, headers=tenant.admin).status_code == 200
+    audit = api.get("/v1/pricing/audit", params={"threshold_pct": "2.5"}, headers=tenant.admin)
+    assert audit.status_code == 200
+    schema = api.get("/openapi.json").json()["paths"]["/v1/alerts"]["get"]["parameters"]
+    limit = next(p["schema"] for p in schema if p["name"] == "limit")
+    assert (limit["minimum"], limit["maximum"]) == (1, 500)

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from margindash.api.body import read_json
 from margindash.api.deps import AdminCaller, ReadCaller, ServicesDep
 from margindash.api.errors import ApiError, json_response
+from margindash.api.params import Limit
 from margindash.api.routers.budgets import invalid_fields
 from margindash.api.schemas import ERROR_RESPONSES
 from margindash.budgets.alerts import Delivery, StoredAlert, list_alerts
@@ -64,7 +65,7 @@ def alert_json(alert: StoredAlert) -> dict[str, Any]:
 def get_alerts(
     caller: ReadCaller,
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Limit = 50,
     kind: Annotated[str | None, Query(max_length=32)] = None,
     status: AlertStatus | None = None,
     budget_id: Annotated[str | None, Query(max_length=32)] = None,

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from margindash.api.body import read_json
 from margindash.api.deps import AdminCaller, Caller, ReadCaller, Services, ServicesDep
 from margindash.api.errors import ApiError, invalid_field, json_response
+from margindash.api.params import Limit, ThresholdPct
 from margindash.api.routers.budgets import EvaluatorDep
 from margindash.api.schemas import ERROR_RESPONSES, RowId
 from margindash.budgets.evaluator import BudgetEvaluator
@@ -318,17 +319,13 @@ def get_status(caller: ReadCaller, services: ServicesDep) -> Response:
 
 
 @router.get("/pricing/sync-runs", responses=ERROR_RESPONSES, summary="Recent price sync runs")
-def get_sync_runs(
-    caller: ReadCaller, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 20
-) -> Response:
+def get_sync_runs(caller: ReadCaller, services: ServicesDep, limit: Limit = 20) -> Response:
     runs = recent_runs(services.engine, limit=limit)
     return json_response({"count": len(runs), "runs": [run_json(r) for r in runs]})
 
 
 @router.get("/pricing/snapshots", responses=ERROR_RESPONSES, summary="Catalogue snapshots")
-def get_snapshots(
-    caller: ReadCaller, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 20
-) -> Response:
+def get_snapshots(caller: ReadCaller, services: ServicesDep, limit: Limit = 20) -> Response:
     found = stored_snapshots(services.engine, limit=limit)
     return json_response({"count": len(found), "snapshots": [snapshot_json(s) for s in found]})
 
@@ -621,9 +618,7 @@ def repricing_json(run: RepricingRun) -> dict[str, Any]:
 @router.get(
     "/pricing/repricings", responses=ERROR_RESPONSES, summary="The org's recorded re-pricings"
 )
-def get_repricings(
-    caller: ReadCaller, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 20
-) -> Response:
+def get_repricings(caller: ReadCaller, services: ServicesDep, limit: Limit = 20) -> Response:
     runs = list_repricings(services.engine, org=caller.org, limit=limit)
     return json_response({"count": len(runs), "repricings": [repricing_json(r) for r in runs]})
 
@@ -659,7 +654,7 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
 def get_audit(
     caller: ReadCaller,
     services: ServicesDep,
-    threshold_pct: Annotated[Decimal, Query(ge=0, le=1000)] = Decimal(10),
+    threshold_pct: ThresholdPct = Decimal(10),
 ) -> Response:
     report = audit_catalogue(current_catalogue(services.engine), threshold_pct=threshold_pct)
     return json_response(audit_json(report))

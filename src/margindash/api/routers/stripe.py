@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from margindash.api.deps import AdminCaller, ReadCaller, Services, ServicesDep
 from margindash.api.errors import ApiError, invalid_field, json_response
+from margindash.api.params import Limit
 from margindash.api.schemas import ERROR_RESPONSES
 from margindash.metrics import REGISTRY
 from margindash.money import format_money
@@ -291,7 +292,7 @@ def events(
     caller: ReadCaller,
     services: ServicesDep,
     status: Annotated[Literal["pending", "processed", "failed"] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Limit = 50,
 ) -> Response:
     rows = recent_events(services.engine, org_id=caller.org.id, status=status, limit=limit)
     return json_response(
