@@ -154,21 +154,18 @@ def report_json(report: IngestReport, *, id_field: str = "request_id") -> dict[s
 def line_json(line: PnlLine, *, key: bool = False) -> dict[str, Any]:
     """A P&L line for JSON; with `key`, the line's key comes first (report rows)."""
     revenue, cost = line.revenue_nanos, line.cost_nanos
-    # One dict display, not a key at a time: a report by customer builds 10,000 of these.
-    figures = {
-        "revenue": format_money(revenue),
-        "cost": format_money(cost),
-        "margin": format_money(revenue - cost),
-        "margin_pct": line.margin_pct,
-        "events": line.events,
-        "prompt_tokens": line.prompt_tokens,
-        "completion_tokens": line.completion_tokens,
-        "cached_tokens": line.cached_tokens,
-        "reasoning_tokens": line.reasoning_tokens,
-        "unpriced_events": line.unpriced_events,
-        "estimated_events": line.estimated_events,
-    }
-    body = {"key": line.key, **figures} if key else figures
+    body: dict[str, Any] = {"key": line.key} if key else {}
+    body["revenue"] = format_money(revenue)
+    body["cost"] = format_money(cost)
+    body["margin"] = format_money(revenue - cost)
+    body["margin_pct"] = line.margin_pct
+    body["events"] = line.events
+    body["prompt_tokens"] = line.prompt_tokens
+    body["completion_tokens"] = line.completion_tokens
+    body["cached_tokens"] = line.cached_tokens
+    body["reasoning_tokens"] = line.reasoning_tokens
+    body["unpriced_events"] = line.unpriced_events
+    body["estimated_events"] = line.estimated_events
     if line.action is not None:
         body["action"] = line.action
         body["negative_months"] = line.negative_months
